@@ -1,0 +1,60 @@
+# kubetune developer entry points. `make test` and `make demo` do all set-up themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON     ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+UV         := $(VENV)/bin/uv
+EXTRAS     ?= operator,cluster,trainer,serving,dev
+# Caches live outside the clone so fresh clones (CI) reuse them: built binaries here,
+# Python wheels in uv's own cache (~/.cache/uv).
+export KUBETUNE_CACHE ?= $(HOME)/.cache/kubetune
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@echo "==> creating $(VENV) and installing kubetune[$(EXTRAS)] (wheels cached in ~/.cache/uv)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.4"
+	@$(UV) pip install --quiet --python $(PY) -e ".[$(EXTRAS)]"
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the virtual environment and install the project
+
+.PHONY: binaries
+binaries: ## Build (or reuse from cache) etcd, kube-apiserver, controller-manager, scheduler, kubectl, helm
+	@hack/build-binaries.sh >/dev/null
+
+.PHONY: crds
+crds: venv ## Regenerate crds/ from kubetune/api/crds.py
+	@$(PY) -m kubetune.api.crdgen --out crds
+
+.PHONY: lint
+lint: venv ## ruff, format check, mypy, import layering, CRD drift
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy -p kubetune.api -p kubetune.cluster
+	@PYTHONPATH=operator:cluster:trainer:serving $(VENV)/bin/lint-imports --no-cache
+	@$(PY) -m kubetune.api.crdgen --out crds --check
+
+.PHONY: fmt
+fmt: venv ## Format and auto-fix
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+.PHONY: test
+test: venv binaries lint ## Everything: lint, unit, integration (real control plane) and e2e tests
+	@PATH="$(KUBETUNE_CACHE)/bin/current:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests only (no processes)
+	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+.PHONY: clean
+clean: ## Remove the virtual environment and test droppings (caches outside the clone stay)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .kubetune
