@@ -1,5 +1,8 @@
 """Shared fixtures: one real control plane per test session, one namespace per test.
 
+The object store is a real S3 server process (versitygw) per session, with the buckets
+``models``, ``datasets`` and ``adapters``; ``s3_env`` points boto3 at it for one test.
+
 The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) comes from
 ``kubetune.cluster.controlplane`` and the binaries ``make binaries`` built. Tests marked
 ``integration`` use it; unit tests never start it.
@@ -18,6 +21,7 @@ import pytest
 
 from kubetune.cluster.controlplane import ControlPlane
 from kubetune.cluster.kubectl import Kubectl
+from kubetune.cluster.objectstore import ObjectStore
 
 REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger("kubetune.tests")
@@ -69,3 +73,19 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
 def k(kubectl: Kubectl, namespace: str) -> Kubectl:
     """kubectl bound to the test's namespace."""
     return kubectl.with_namespace(namespace)
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    with ObjectStore(
+        workdir=tmp_path_factory.mktemp("s3"), buckets=("models", "datasets", "adapters")
+    ) as store:
+        yield store
+
+
+@pytest.fixture
+def s3_env(object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> ObjectStore:
+    """Point boto3 (AWS_* variables) at the session object store for this test."""
+    for key, value in object_store.env.items():
+        monkeypatch.setenv(key, value)
+    return object_store
