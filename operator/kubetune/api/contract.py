@@ -56,3 +56,74 @@ REASON_INVALID_CONFIG: Final = "InvalidConfig"
 REASON_INVALID_DATASET: Final = "InvalidDataset"
 REASON_INVALID_MODEL: Final = "InvalidModel"
 REASON_INFRA_ERROR: Final = "InfrastructureError"
+
+# ---------------------------------------------------------------- adapter manifest
+# ``adapter/manifest.json`` (written last, with If-None-Match so it is never overwritten):
+#
+#   {
+#     "schemaVersion": 1,
+#     "kind": "kubetune.io/adapter-manifest",
+#     "run": "support-g1",
+#     "job": {"namespace": "acme-ml", "name": "support", "generation": 1},
+#     "createdAt": "2026-11-28T21:00:00Z",
+#     "method": "lora",                                   # lora | qlora | full
+#     "baseModel": {"uri": "s3://models/tiny/", "name": "tiny",
+#                   "architecture": "LlamaForCausalLM", "configSha256": "<hex>"},
+#     "adapter": {"format": "peft", "rank": 16, "alpha": 32.0,
+#                 "targetModules": ["q_proj", ...], "dtype": "bfloat16"},
+#     "files": {"adapter_config.json": {"sha256": "<hex>", "size": 123}, ...},
+#     "datasets": {"train": {"uri": "...", "sha256": "<hex>", "records": 300}, ...},
+#     "hyperparameters": {... resolved, camelCase as in the run config ...},
+#     "metrics": {"trainLoss": 1.2, "evalLoss": 1.4, "perplexity": 4.1,
+#                 "exactMatch": 0.8, "normalizedMatch": 0.9},
+#     "evaluation": {... per-metric details, sample outputs ...},
+#     "versions": {"kubetune": "0.1.0", "torch": "...", "transformers": "...", "peft": "..."}
+#   }
+#
+# The adapter's digest is "sha256:" + the SHA-256 of the manifest.json bytes. Promotion gates
+# name keys of ``metrics``.
+MANIFEST_KIND: Final = "kubetune.io/adapter-manifest"
+METRIC_TRAIN_LOSS: Final = "trainLoss"
+METRIC_EVAL_LOSS: Final = "evalLoss"
+METRIC_PERPLEXITY: Final = "perplexity"
+METRIC_EXACT_MATCH: Final = "exactMatch"
+METRIC_NORMALIZED_MATCH: Final = "normalizedMatch"
+
+# ---------------------------------------------------------------- serving: operator <-> agent
+# The operator writes the desired adapter set of one inference Deployment into the ConfigMap
+# ``kubetune-adapters-<deployment>`` (label kubetune.io/deployment=<deployment>), key
+# ``desired.json``:
+#
+#   {"schemaVersion": 1,
+#    "adapters": [
+#      {"name": "support-assistant",                       # the stable name clients send
+#       "active": {"version": "3f2a9c1d4e5b", "uri": "s3://.../adapter/",
+#                  "digest": "sha256:<hex of manifest.json>"},
+#       "canary": null | {"version": ..., "uri": ..., "digest": ..., "pods": ["pod-a"]}}]}
+#
+# An agent routes ``name`` to ``canary`` when its pod is listed there, else to ``active``.
+# Each version is loaded into the engine under its own name ``<name>--<version>`` (never
+# reloaded under the same name). ``version`` is the first 12 hex digits of the digest.
+#
+# The agent reports its state in an annotation on its own pod, ``kubetune.io/adapter-state``:
+#
+#   {"configResourceVersion": "<resourceVersion of the ConfigMap it acted on>",
+#    "adapters": {"support-assistant": {"version": "3f2a9c1d4e5b", "digest": "sha256:...",
+#                                       "state": "Ready" | "Loading" | "Failed",
+#                                       "message": "..."}},
+#    "updatedAt": "<RFC 3339>"}
+DESIRED_ADAPTERS_CONFIGMAP_PREFIX: Final = "kubetune-adapters-"
+DESIRED_ADAPTERS_KEY: Final = "desired.json"
+ADAPTER_STATE_ANNOTATION: Final = "kubetune.io/adapter-state"
+DEPLOYMENT_LABEL: Final = "kubetune.io/deployment"
+ADAPTER_STATE_READY: Final = "Ready"
+ADAPTER_STATE_LOADING: Final = "Loading"
+ADAPTER_STATE_FAILED: Final = "Failed"
+VERSIONED_NAME_SEPARATOR: Final = "--"
+
+# ---------------------------------------------------------------- images
+# images/<name>/Dockerfile builds image repository ``<registry>/kubetune/<name>``; the local
+# cluster's node agent maps an image to the ENTRYPOINT/CMD of that Dockerfile's final stage.
+IMAGE_OPERATOR: Final = "operator"
+IMAGE_TRAINER: Final = "trainer"
+IMAGE_SERVING: Final = "serving"
