@@ -420,6 +420,12 @@ def finetunejob_spec() -> Schema:
                 field_path=".dataset.validation",
             ),
             rule(
+                "!(self.suspend && self.queueName != '')",
+                "suspend is managed by Kueue when queueName is set; "
+                "deactivate the Workload instead",
+                field_path=".suspend",
+            ),
+            rule(
                 "self.resources.nodes == 1 || self.method != 'qlora'",
                 "method qlora runs on one node; use lora or full for multi-node training",
                 field_path=".resources.nodes",
@@ -436,6 +442,7 @@ def finetunejob_status() -> Schema:
         "startTime": string("When the run's Job was created (RFC 3339)."),
         "completionTime": string("When the run finished (RFC 3339)."),
         "message": string("Last message from the trainer or the operator."),
+        "reason": string("Machine-readable reason of the run's phase."),
         "metrics": metrics_schema("Final or latest metrics of the run."),
     }
     progress = obj(
@@ -467,6 +474,11 @@ def finetunejob_status() -> Schema:
                     **run_fields,
                     "progress": progress,
                     "datasetETag": string("ETag of the train object the run uses."),
+                    "preemptedPod": string("Last trainer pod that was preempted."),
+                    "specHash": string(
+                        "Hash of the training-relevant spec; a change starts a new run "
+                        "(suspend toggles do not)."
+                    ),
                 },
             ),
             "latestAdapter": adapter_ref_schema("Newest adapter with a verifying manifest."),
