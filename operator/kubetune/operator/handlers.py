@@ -2,7 +2,8 @@
 
 - ``on.event`` for FineTuneJobs, and for the Jobs and Pods they own (found by label through
   Kopf indexes, so a reconcile reads no Kubernetes object from the API);
-- ``timer`` per FineTuneJob: live progress, dataset ETags, retries after transient errors;
+- one resync loop over unfinished FineTuneJobs: live progress, dataset ETags, retries after
+  transient errors;
 - ``on.startup`` configures Kopf, the API client, the object-store reader and metrics.
 
 A per-object lock serialises reconciles. The operator is the only writer of status (one
@@ -54,6 +55,7 @@ class State:
     """Status this process last wrote, by object, with the object's uid."""
     store_cache: dict[tuple[Key, str], tuple[float, Any]] = field(default_factory=dict)
     phases: dict[Key, str] = field(default_factory=dict)
+    resync: asyncio.Task[None] | None = None
 
 
 _state: State | None = None
@@ -77,6 +79,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix="kubetune.io", key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
+    # Per-object workers are cheap but not free: release idle ones quickly.
+    settings.batching.idle_timeout = 1.0
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     client = AsyncClient(config=KubeConfig.from_env(), field_manager=c.FIELD_MANAGER)
@@ -85,6 +89,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         kube=Kube(client),
         store=ObjectStoreReader(endpoint=SETTINGS.s3_endpoint, region=SETTINGS.s3_region),
     )
+    # Build the S3 client once, up front: concurrent first uses from worker threads would
+    # each build one (botocore's service model alone is tens of MiB).
+    await asyncio.to_thread(_state.store.warm_up)
+    _state.resync = asyncio.create_task(resync_loop(SETTINGS.progress_interval))
     start_http_server(SETTINGS.metrics_port)
     log.info(
         "kubetune operator started (namespaces: %s, metrics on :%d)",
@@ -101,6 +109,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     if _state is not None:
+        if _state.resync is not None:
+            _state.resync.cancel()
         await _state.kube.client.close()
 
 
@@ -108,7 +118,10 @@ async def cleanup(**_: Any) -> None:
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy({k: body[k] for k in body})
+    """A private copy of an object without managedFields (often its largest part)."""
+    plain = copy.deepcopy({k: body[k] for k in body})
+    plain.get("metadata", {}).pop("managedFields", None)
+    return plain
 
 
 @kopf.index(c.GROUP, c.VERSION, c.FINETUNEJOB_PLURAL)
@@ -144,7 +157,14 @@ class Indexes:
 
     @classmethod
     def of(cls, kwargs: Mapping[str, Any]) -> Indexes:
-        return cls(kwargs["finetunejobs"], kwargs["trainer_jobs"], kwargs["trainer_pods"])
+        global _latest_indexes  # noqa: PLW0603 - Kopf hands indexes to handlers only
+        _latest_indexes = cls(
+            kwargs["finetunejobs"], kwargs["trainer_jobs"], kwargs["trainer_pods"]
+        )
+        return _latest_indexes
+
+
+_latest_indexes: Indexes | None = None
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.FINETUNEJOB_PLURAL)
@@ -158,11 +178,27 @@ async def finetunejob_event(
     await reconcile_finetunejob(key, _plain(body), Indexes.of(kwargs))
 
 
-@kopf.timer(c.GROUP, c.VERSION, c.FINETUNEJOB_PLURAL, interval=SETTINGS.progress_interval)
-async def finetunejob_timer(
-    *, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
-) -> None:
-    await reconcile_finetunejob((namespace or "", name), _plain(body), Indexes.of(kwargs))
+async def resync_loop(interval: float) -> None:
+    """One periodic pass over unfinished FineTuneJobs: live progress, dataset ETags, retries.
+
+    A single task instead of a Kopf timer per object: at thousands of objects, per-object
+    timers each pin a task and a full copy of the object's latest body.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        indexes = _latest_indexes
+        if indexes is None:
+            continue
+        for key, store in list(indexes.finetunejobs.items()):
+            bodies = list(store)
+            if bodies and _needs_resync(bodies[-1]):
+                await reconcile_finetunejob(key, copy.deepcopy(bodies[-1]), indexes)
+
+
+def _needs_resync(body: Mapping[str, Any]) -> bool:
+    phase = (body.get("status") or {}).get("phase")
+    retrain = body.get("spec", {}).get("retrain", {}).get("onDatasetChange", False)
+    return bool(retrain) or phase not in ("Succeeded", "Failed")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_FINETUNEJOB: kopf.PRESENT})
@@ -228,6 +264,7 @@ async def _reconcile_locked(st: State, key: Key, body: dict[str, Any], indexes: 
         _observe_run_end(old_status, plan.status)
     st.written_status[key] = (uid, plan.status)
     for event in plan.events:
+        metrics.API_REQUESTS.labels("event").inc()
         kopf.event(
             cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message
         )

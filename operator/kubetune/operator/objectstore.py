@@ -96,6 +96,9 @@ class ObjectStoreReader:
         self.region = region
         self.requests = 0
 
+    def warm_up(self) -> None:
+        _client(self.endpoint, self.region)
+
     async def progress(self, uri: str, *, endpoint: str = "") -> dict[str, Any] | None:
         self.requests += 1
         raw = await asyncio.to_thread(_get, endpoint or self.endpoint, self.region, uri)

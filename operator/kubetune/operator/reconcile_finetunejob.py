@@ -71,7 +71,8 @@ def reads_needed(body: Mapping[str, Any], jobs: Sequence[JobView]) -> Reads:
         base = run_uri(spec, run)
         if job.condition_true("Complete"):
             manifest = f"{base}{contract.ADAPTER_DIR}/{contract.MANIFEST_FILE}"
-        elif job.active or job.ready:
+        elif job.ready:
+            # Only a started trainer writes progress; pending pods would cost reads for nothing.
             progress = f"{base}{contract.PROGRESS_FILE}"
     dataset = None
     train = spec.get("dataset", {}).get("train", "")
@@ -262,12 +263,17 @@ def _drive_run(
         recreated = bool(current.get("startTime"))
         current.setdefault("startTime", now)
         current["phase"] = "Suspended" if want_suspend else "Pending"
-        current["message"] = (
-            "Job was deleted mid-run; recreated it (the trainer resumes from its checkpoint)"
-            if recreated
-            else f"created Job {naming.job_name(run)}"
+        current["message"] = "waiting for the trainer pod"
+        plan.events.append(
+            Event(
+                "Normal",
+                c.REASON_JOB_CREATED,
+                f"Job {naming.job_name(run)} was deleted mid-run; recreated it "
+                "(the trainer resumes from its checkpoint)"
+                if recreated
+                else f"created Job {naming.job_name(run)}",
+            )
         )
-        plan.events.append(Event("Normal", c.REASON_JOB_CREATED, current["message"]))
         return
     if job.deleting:
         current["message"] = f"waiting for Job {job.name} to be deleted before recreating it"

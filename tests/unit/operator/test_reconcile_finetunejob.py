@@ -207,7 +207,7 @@ def test_job_deleted_mid_run_is_recreated() -> None:
     _, body = converge(body, jobs=[job("support-g1", active=1, ready=1)])
     plan = plan_for(body, jobs=[])
     assert kinds(plan) == ["ConfigMap", "Job"]
-    assert "resumes from its checkpoint" in plan.status["currentRun"]["message"]
+    assert "resumes from its checkpoint" in plan.events[0].message
     waiting = plan_for(body, jobs=[job("support-g1", deleting=True)])
     assert waiting.create == []
 
@@ -281,9 +281,12 @@ def test_kueue_job_is_created_suspended_and_left_to_kueue() -> None:
 
 def test_reads_needed_follow_the_run() -> None:
     body = {**ftj(), "status": plan_for(ftj()).status}
-    assert reads_needed(body, [JobView.from_object(job("support-g1", active=1))]).progress_uri == (
-        "s3://adapters/support/support-g1/progress.json"
+    assert (
+        reads_needed(body, [JobView.from_object(job("support-g1", active=1))]).progress_uri is None
     )
+    assert reads_needed(
+        body, [JobView.from_object(job("support-g1", active=1, ready=1))]
+    ).progress_uri == ("s3://adapters/support/support-g1/progress.json")
     done = reads_needed(
         body, [JobView.from_object(job("support-g1", conditions=[("Complete", "", "")]))]
     )
