@@ -31,16 +31,19 @@ binaries: ## Build (or reuse from cache) etcd, kube-apiserver, controller-manage
 	@hack/build-binaries.sh >/dev/null
 
 .PHONY: crds
-crds: venv ## Regenerate crds/ from kubetune/api/crds.py
+crds: venv ## Regenerate crds/ (from kubetune/api/crds.py) and the chart's copy of them
 	@$(PY) -m kubetune.api.crdgen --out crds
+	@$(PY) hack/chart-crds.py
 
 .PHONY: lint
-lint: venv ## ruff, format check, mypy, import layering, CRD drift
+lint: venv ## ruff, format check, mypy, import layering, CRD and chart drift
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy -p kubetune.api -p kubetune.cluster
 	@PYTHONPATH=operator:cluster:trainer:serving $(VENV)/bin/lint-imports --no-cache
 	@$(PY) -m kubetune.api.crdgen --out crds --check
+	@$(PY) hack/chart-crds.py --check
+	@$(PY) hack/chart-docs.py --check
 
 .PHONY: fmt
 fmt: venv ## Format and auto-fix
@@ -58,3 +61,28 @@ test-unit: venv ## Unit tests only (no processes)
 .PHONY: clean
 clean: ## Remove the virtual environment and test droppings (caches outside the clone stay)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .kubetune
+
+# ------------------------------------------------------------------ chart and images
+# Images are named <REGISTRY>/kubetune/<name>:<IMAGE_TAG>, as the chart's images.* values expect.
+REGISTRY   ?=
+IMAGE_TAG  ?= $(shell $(PY) -c 'from kubetune.api.version import __version__; print(__version__)' 2>/dev/null || echo dev)
+HELM       := $(KUBETUNE_CACHE)/bin/current/helm
+
+.PHONY: images
+images: ## docker build the operator, trainer and serving images (needs Docker; REGISTRY=..., IMAGE_TAG=...)
+	@for name in operator trainer serving; do \
+	  ref="$(if $(REGISTRY),$(REGISTRY)/)kubetune/$$name:$(IMAGE_TAG)"; \
+	  echo "==> $$ref"; \
+	  docker build -f images/$$name/Dockerfile -t "$$ref" . || exit 1; \
+	done
+
+.PHONY: chart-docs
+chart-docs: venv ## Regenerate the chart's CRD templates (from crds/) and README (from values.yaml)
+	@$(PY) hack/chart-crds.py
+	@$(PY) hack/chart-docs.py
+
+.PHONY: chart-lint
+chart-lint: venv binaries ## helm lint the chart and check its generated files for drift
+	@$(PY) hack/chart-crds.py --check
+	@$(PY) hack/chart-docs.py --check
+	@$(HELM) lint --strict charts/kubetune
