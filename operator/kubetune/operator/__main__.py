@@ -11,7 +11,7 @@ import logging
 
 import kopf
 
-from kubetune.operator import handlers
+from kubetune.operator import handlers, handlers_serving  # noqa: F401 - registers handlers
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import httpx2
 import kopf
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
@@ -56,6 +57,8 @@ class State:
     store_cache: dict[tuple[Key, str], tuple[float, Any]] = field(default_factory=dict)
     phases: dict[Key, str] = field(default_factory=dict)
     resync: asyncio.Task[None] | None = None
+    # Bounds concurrent reconciles (a burst of thousands of events) below the HTTP pool size.
+    capacity: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(32))
 
 
 _state: State | None = None
@@ -83,7 +86,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.idle_timeout = 1.0
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    client = AsyncClient(config=KubeConfig.from_env(), field_manager=c.FIELD_MANAGER)
+    client = AsyncClient(
+        config=KubeConfig.from_env(),
+        field_manager=c.FIELD_MANAGER,
+        timeout=httpx2.Timeout(30.0, pool=120.0),
+    )
     _state = State(
         settings=SETTINGS,
         kube=Kube(client),
@@ -227,7 +234,7 @@ def forget(key: Key) -> None:
 
 async def reconcile_finetunejob(key: Key, body: dict[str, Any], indexes: Indexes) -> None:
     st = state()
-    async with st.locks[key]:
+    async with st.capacity, st.locks[key]:
         began = time.monotonic()
         result = "ok"
         try:

@@ -80,6 +80,9 @@ def operator_env(control_plane: ControlPlane, object_store: ObjectStore) -> dict
         "KUBECONFIG": str(control_plane.kubeconfig),
         "KUBETUNE_S3_ENDPOINT": object_store.endpoint,
         "KUBETUNE_PROGRESS_INTERVAL": "1",
+        # Only the per-test namespaces (tests/conftest.py names them t-...): other suites run
+        # operators of their own elsewhere (e.g. with the chart's identity).
+        "KUBETUNE_WATCH_NAMESPACES": "t-*",
         "KUBETUNE_TRAINER_IMAGE": "registry.local/kubetune/trainer:test",
         "KUBETUNE_METRICS_PORT": str(free_port()),
         "KUBETUNE_HEALTH_PORT": str(free_port()),
