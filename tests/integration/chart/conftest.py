@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.chart.chartkit import MIN_KUBE_VERSION, RESTRICTED, Helm, make_namespace
 
 from kubetune.cluster.kubectl import Kubectl
+from tests.integration.chart.chartkit import MIN_KUBE_VERSION, RESTRICTED, Helm, make_namespace
 
 HERE = Path(__file__).resolve().parent
 

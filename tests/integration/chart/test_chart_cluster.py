@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from kubetune.cluster.kubectl import Kubectl, KubectlError
 from tests.integration.chart.chartkit import (
     CHART,
     OBJECT_STORE_RULE,
@@ -43,8 +45,6 @@ from tests.integration.chart.chartkit import (
     make_namespace,
     service_account_kubeconfig,
 )
-
-from kubetune.cluster.kubectl import Kubectl, KubectlError
 
 
 def can_i(

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.integration.chart.chartkit import (
     CHART,
     DIGEST,

@@ -17,10 +17,10 @@ import uuid
 from typing import Any
 
 import pytest
-from tests.integration.operator.conftest import Kubelet, OperatorProcess, Trainer, eventually
 
 from kubetune.api.runconfig import RunConfig
 from kubetune.cluster.kubectl import Kubectl
+from tests.integration.operator.conftest import Kubelet, OperatorProcess, Trainer, eventually
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -13,10 +13,9 @@ import signal
 import time
 import uuid
 
+from kubetune.cluster.kubectl import Kubectl
 from tests.integration.operator.conftest import Kubelet, OperatorProcess, Trainer, eventually
 from tests.integration.operator.test_finetunejob_controller import jobs, manifest, status
-
-from kubetune.cluster.kubectl import Kubectl
 
 
 def kill(op: OperatorProcess) -> None:

@@ -15,11 +15,11 @@ import json
 from typing import Any
 
 import pytest
-from tests.unit.operator.builders import NOW, ftj, job, pod
 
 from kubetune.operator.observed import AdapterView, JobView, PodView, StoreView
 from kubetune.operator.reconcile_finetunejob import Plan, reads_needed, reconcile
 from kubetune.operator.settings import Settings
+from tests.unit.operator.builders import NOW, ftj, job, pod
 
 SETTINGS = Settings(trainer_image="registry.local/kubetune/trainer:0.1.0")
 ADAPTER = AdapterView(
