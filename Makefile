@@ -59,7 +59,8 @@ test-unit: venv ## Unit tests only (no processes)
 	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 .PHONY: clean
-clean: ## Remove the virtual environment and test droppings (caches outside the clone stay)
+clean: ## Stop the local cluster; remove the venv and test droppings (caches outside the clone stay)
+	-@test -x $(PY) && $(PY) -m kubetune.cluster down >/dev/null 2>&1
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .kubetune
 
 # ------------------------------------------------------------------ chart and images
@@ -86,3 +87,19 @@ chart-lint: venv binaries ## helm lint the chart and check its generated files f
 	@$(PY) hack/chart-crds.py --check
 	@$(PY) hack/chart-docs.py --check
 	@$(HELM) lint --strict charts/kubetune
+
+# ------------------------------------------------------------------ local cluster
+# Test and demo infrastructure, not a Kubernetes distribution (docs/local-cluster.md): a real
+# control plane, an S3 object store and a node agent that runs pods as local processes, owned
+# by a background supervisor. State, kubeconfig, env file and logs live in .kubetune/.
+.PHONY: cluster-up
+cluster-up: venv binaries ## Start the local cluster in the background (idempotent); then `source .kubetune/env`
+	@$(PY) -m kubetune.cluster up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster, leave no process behind (idempotent; logs stay)
+	@if [ -x $(PY) ]; then $(PY) -m kubetune.cluster down; else echo "no $(VENV): nothing to stop"; fi
+
+.PHONY: cluster-status
+cluster-status: ## Is the local cluster up? Endpoints, processes, log locations
+	@$(PY) -m kubetune.cluster status

@@ -49,6 +49,11 @@ CONTROLLERS = (
     "endpointslice-controller",
     "disruption-controller",
     "pod-garbage-collector-controller",
+    # PersistentVolumeClaims: the binder binds claims to the volumes the local cluster's node
+    # agent provisions; the protection controllers let bound claims and volumes be deleted.
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
 )
 
 
@@ -71,13 +76,17 @@ class ControlPlane:
     scheduler: bool = True
     startup_timeout: float = 120.0
     extra_apiserver_args: list[str] = field(default_factory=list)
+    # 0 picks a free port; the local cluster passes its previous ports so that a kubeconfig
+    # stays valid across restarts.
+    apiserver_port: int = 0
+    etcd_client_port: int = 0
+    etcd_peer_port: int = 0
     processes: list[ManagedProcess] = field(default_factory=list, init=False)
     startup_seconds: dict[str, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
         self.kubeconfig = self.workdir / "kubeconfig"
-        self.apiserver_port = 0
         self.etcd_url = ""
 
     @property
@@ -143,7 +152,9 @@ class ControlPlane:
 
     def _start_etcd(self) -> None:
         began = time.monotonic()
-        client_port, peer_port = free_port(), free_port()
+        client_port = self.etcd_client_port or free_port()
+        peer_port = self.etcd_peer_port or free_port()
+        self.etcd_client_port, self.etcd_peer_port = client_port, peer_port
         self.etcd_url = f"http://127.0.0.1:{client_port}"
         peer = f"http://127.0.0.1:{peer_port}"
         proc = self._spawn(
@@ -167,7 +178,7 @@ class ControlPlane:
 
     def _start_apiserver(self) -> None:
         began = time.monotonic()
-        self.apiserver_port = free_port()
+        self.apiserver_port = self.apiserver_port or free_port()
         p = self.pki
         proc = self._spawn(
             "kube-apiserver",
