@@ -44,7 +44,7 @@ FineTuneJob = create_namespaced_resource("kubetune.io", "v1alpha1", "FineTuneJob
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def body(i: int) -> dict[str, Any]:
@@ -97,7 +97,7 @@ async def run(count: int, workers: int, kubeconfig: Path, op: ManagedProcess) ->
     await asyncio.gather(*(creator() for _ in range(workers)))
     created_in = time.monotonic() - began
     deadline = time.monotonic() + 600
-    while (len(job_seen) < count or len(pod_seen) < count) and time.monotonic() < deadline:
+    while (len(job_seen) < count or len(pod_seen) < count) and time.monotonic() < deadline:  # noqa: ASYNC110 - polling two dicts the watchers fill
         await asyncio.sleep(0.5)
     converged_in = time.monotonic() - began
     for task in watchers:

@@ -530,6 +530,14 @@ def adapterdeployment_spec() -> Schema:
                     "uri": string(
                         "Pin one adapter: s3:// URI of its folder.", pattern=S3_URI, max_length=1024
                     ),
+                    "digest": string(
+                        "Serve this exact version (sha256 of its manifest.json) among the "
+                        "versions the source knows: the FineTuneJob's run history, "
+                        "status.activeVersion and status.previousVersion. Rollback is one field "
+                        "change: set it to status.previousVersion.digest. Remove it to follow "
+                        "the source again.",
+                        pattern=r"^sha256:[0-9a-f]{64}$",
+                    ),
                 },
                 rules=[
                     rule(
@@ -549,8 +557,50 @@ def adapterdeployment_spec() -> Schema:
                         enum=["vllm", "kubetune"],
                         default="kubetune",
                     ),
+                    "enginePort": integer(
+                        "Port the engine's HTTP API listens on inside the pod; the agent "
+                        "sidecar calls http://127.0.0.1:<enginePort>.",
+                        minimum=1,
+                        maximum=65535,
+                        default=8000,
+                    ),
+                    "servingPort": integer(
+                        "Port the agent sidecar serves the OpenAI API on (stable adapter names "
+                        "routed to versions) and its readiness probe /kubetune/ready. Point the "
+                        "Service of the Deployment at this port.",
+                        minimum=1,
+                        maximum=65535,
+                        default=8080,
+                    ),
+                    "engineContainers": array(
+                        "Containers that get the shared adapter volume mounted at "
+                        "/var/lib/kubetune/adapters (the engine reads adapters from there). "
+                        "Empty: every container of the pod template.",
+                        string("A container name of the Deployment's pod template.", max_length=63),
+                        max_items=16,
+                    ),
+                    "maxLoraRank": integer(
+                        "Largest adapter rank the engine accepts (vLLM: its --max-lora-rank); "
+                        "the agent refuses bigger adapters before loading. Empty: the agent's "
+                        "default for the engine (16 for vllm, 64 for kubetune).",
+                        minimum=1,
+                        maximum=512,
+                    ),
+                    "baseModelName": string(
+                        "Name of the base model the engine serves; when set, the agent refuses "
+                        "adapters whose manifest names another base model.",
+                        max_length=256,
+                    ),
                 },
                 required=["deploymentName"],
+                rules=[
+                    rule(
+                        "self.enginePort != self.servingPort",
+                        "target.servingPort must differ from target.enginePort: the agent and "
+                        "the engine share the pod's network namespace",
+                        field_path=".servingPort",
+                    )
+                ],
             ),
             "promotion": obj(
                 "Conditions a new version must meet before it serves.",
@@ -588,12 +638,22 @@ def adapterdeployment_spec() -> Schema:
 
 
 def adapterdeployment_status() -> Schema:
+    version_fields: dict[str, Schema] = {
+        "digest": string("sha256 of the version's manifest."),
+        "version": string("First 12 hex digits of the digest: the name agents load it under."),
+        "run": string("Run that produced it."),
+        "uri": string("Its s3:// folder."),
+        "metrics": metrics_schema("Evaluation metrics from its manifest."),
+    }
     version = obj(
         "One adapter version.",
         {
-            "digest": string("sha256 of the version's manifest."),
-            "run": string("Run that produced it."),
-            "uri": string("Its s3:// folder."),
+            **version_fields,
+            "promotedAt": string("When it became the active version (RFC 3339)."),
+            "rolledOutAt": string(
+                "When every desired replica first reported it Ready (RFC 3339). Until then a "
+                "pod that fails to load it rolls back to the previous version."
+            ),
         },
     )
     return obj(
@@ -606,12 +666,42 @@ def adapterdeployment_status() -> Schema:
             "observedGeneration": integer("Last spec generation the operator acted on."),
             "activeVersion": version,
             "previousVersion": version,
+            "canary": obj(
+                "The candidate version while it runs on a few replicas before promotion.",
+                {
+                    **version_fields,
+                    "pods": array(
+                        "Pods that serve the candidate (the first ready pods by name).",
+                        string("Pod name."),
+                        max_items=512,
+                    ),
+                    "startedAt": string("When the canary was written to the desired set."),
+                    "healthySince": string(
+                        "Since when every canary pod reports the candidate Ready; promotion "
+                        "follows promotion.canary.holdSeconds later."
+                    ),
+                },
+            ),
+            "failedVersion": obj(
+                "The last version that failed to load or verify on a pod and was rolled back. "
+                "It is not retried until spec.source changes.",
+                {
+                    **version_fields,
+                    "pod": string("Pod that reported the failure."),
+                    "message": string("The agent's message."),
+                    "failedAt": string("When the operator rolled it back (RFC 3339)."),
+                    "sourceHash": string("Hash of spec.source when it failed."),
+                },
+            ),
             "replicas": obj(
                 "Replica counts of the target Deployment.",
                 {
                     "desired": integer("Replicas the Deployment wants."),
-                    "ready": integer("Replicas serving the active version."),
-                    "updated": integer("Replicas that loaded the newest version."),
+                    "ready": integer("Pods whose agent reports the active version Ready."),
+                    "updated": integer(
+                        "Pods whose agent reports Ready the version desired for them (the "
+                        "canary on canary pods, else the active version)."
+                    ),
                 },
             ),
             "pods": array(
@@ -620,8 +710,11 @@ def adapterdeployment_status() -> Schema:
                     "One pod.",
                     {
                         "name": string("Pod name."),
-                        "version": string("Digest the pod serves."),
-                        "state": string("Loading, Ready or Failed."),
+                        "version": string("Version (12 hex) the pod reports for this adapter."),
+                        "state": string(
+                            "Ready, Loading or Failed as the agent reports it; Unknown before "
+                            "its first report."
+                        ),
                         "message": string("Agent's last message."),
                     },
                 ),
@@ -733,7 +826,14 @@ def adapterdeployment_crd() -> dict[str, Any]:
                 "jsonPath": ".status.activeVersion.run",
                 "description": "Run of the version being served.",
             },
+            {
+                "name": "Version",
+                "type": "string",
+                "jsonPath": ".status.activeVersion.version",
+                "description": "Version (first 12 hex of the digest) being served.",
+            },
             {"name": "Ready", "type": "integer", "jsonPath": ".status.replicas.ready"},
+            {"name": "Desired", "type": "integer", "jsonPath": ".status.replicas.desired"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
     )

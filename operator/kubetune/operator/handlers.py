@@ -99,7 +99,6 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Build the S3 client once, up front: concurrent first uses from worker threads would
     # each build one (botocore's service model alone is tens of MiB).
     await asyncio.to_thread(_state.store.warm_up)
-    _state.resync = asyncio.create_task(resync_loop(SETTINGS.progress_interval))
     start_http_server(SETTINGS.metrics_port)
     log.info(
         "kubetune operator started (namespaces: %s, metrics on :%d)",
@@ -234,6 +233,10 @@ def forget(key: Key) -> None:
 
 async def reconcile_finetunejob(key: Key, body: dict[str, Any], indexes: Indexes) -> None:
     st = state()
+    if st.resync is None:
+        # Started from a handler, not from on.startup: the task inherits Kopf's context,
+        # which kopf.event() needs to post events.
+        st.resync = asyncio.create_task(resync_loop(st.settings.progress_interval))
     async with st.capacity, st.locks[key]:
         began = time.monotonic()
         result = "ok"

@@ -4,7 +4,8 @@ Deployment shares with the other AdapterDeployments on it.
 
 Triggers, all read through Kopf indexes so a reconcile GETs nothing from the API:
 
-- ``on.event`` and a ``timer`` per AdapterDeployment (the timer drives canary holds);
+- ``on.event`` per AdapterDeployment, and one resync loop over the unsettled ones (it ends
+  canary holds and retries after transient errors);
 - FineTuneJob events (a new ``latestAdapter``) for the AdapterDeployments following it;
 - Deployment events of targets, and events of their inference pods (label
   ``kubetune.io/serving-agent=true``, mapped to their Deployment by ``kubetune.io/deployment``,
@@ -23,12 +24,14 @@ collide with FineTuneJob keys.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -57,9 +60,10 @@ from kubetune.operator.render_trainer import storage_endpoint
 
 log = logging.getLogger("kubetune.operator.serving")
 
-AGENT_RBAC = os.environ.get("KUBETUNE_AGENT_RBAC", "true").strip().lower() not in ("false", "0")
-"""KUBETUNE_AGENT_RBAC: create the agent's Role/RoleBinding (default true). Set false when the
-chart or the Deployment's owners create them (the operator then needs no RBAC verbs)."""
+AGENT_RBAC = os.environ.get("KUBETUNE_AGENT_RBAC", "false").strip().lower() in ("true", "1")
+"""KUBETUNE_AGENT_RBAC: let the operator create the agent's Role/RoleBinding (default false:
+the chart's ``servingAgent.deployments`` or the Deployment's owners create them, so the
+operator needs no RBAC-writing rights). Enable it only together with those rights."""
 FORBIDDEN_BACKOFF_SECONDS = 600.0
 MANIFEST_TTL_SECONDS = 60.0
 MAX_MANIFEST_CACHE = 1024
@@ -75,6 +79,11 @@ class ServingState:
     rbac_forbidden_until: dict[str, float] = field(default_factory=dict)
     injected: dict[Key, tuple[str, int]] = field(default_factory=dict)
     """Agent configuration applied per Deployment, with the generation it produced."""
+    retry: set[Key] = field(default_factory=set)
+    """AdapterDeployments whose last reconcile hit a transient error."""
+    resync: asyncio.Task[None] | None = None
+    indexes: Indexes | None = None
+    """The indexes Kopf last handed to a handler (the resync loop is no handler)."""
 
 
 _serving = ServingState()
@@ -100,6 +109,12 @@ async def serving_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Only our desired-set ConfigMaps: a cluster's other ConfigMaps never reach this process.
     # (Applies to every ConfigMap watch of the operator: the FineTuneJob side has none.)
     settings.watching.label_selectors["configmaps"] = contract.DEPLOYMENT_LABEL
+
+
+@kopf.on.cleanup()
+async def serving_cleanup(**_: Any) -> None:
+    if _serving.resync is not None:
+        _serving.resync.cancel()
 
 
 # ---------------------------------------------------------------- indexes
@@ -157,7 +172,7 @@ class Indexes:
 
     @classmethod
     def of(cls, kwargs: Mapping[str, Any]) -> Indexes:
-        return cls(
+        indexes = cls(
             kwargs["finetunejobs"],
             kwargs["adapterdeployments_by_target"],
             kwargs["adapterdeployments_by_job"],
@@ -165,6 +180,12 @@ class Indexes:
             kwargs["serving_pods"],
             kwargs["desired_sets"],
         )
+        _serving.indexes = indexes
+        if _serving.resync is None:
+            # Started from a handler, not from the startup activity: the task inherits the
+            # handler's context, where Kopf keeps the queue that kopf.event() posts to.
+            _serving.resync = asyncio.create_task(resync_loop(SETTINGS.progress_interval))
+        return indexes
 
     def deployment(self, namespace: str, name: str) -> DeploymentView | None:
         views = list(self.deployments.get((namespace, name), []))
@@ -183,6 +204,15 @@ def _latest(bodies: Iterable[Any]) -> list[dict[str, Any]]:
     return list(by_uid.values())
 
 
+def _members(indexes: Indexes, namespace: str, deployment: str) -> list[dict[str, Any]]:
+    """AdapterDeployments targeting a Deployment, without those being deleted."""
+    return [
+        b
+        for b in _latest(indexes.by_target.get((namespace, deployment), []))
+        if not b["metadata"].get("deletionTimestamp")
+    ]
+
+
 # ---------------------------------------------------------------- triggers
 
 
@@ -194,16 +224,35 @@ async def adapterdeployment_event(
     if type == "DELETED":
         uid = str(body.get("metadata", {}).get("uid", ""))
         forget(key)
-        await sync_target(key[0], _target_of(body), Indexes.of(kwargs), exclude=uid)
+        async with _guarded(key):
+            await sync_target(key[0], _target_of(body), Indexes.of(kwargs), exclude=uid)
         return
     await reconcile_adapterdeployment(key, _plain(body), Indexes.of(kwargs))
 
 
-@kopf.timer(c.GROUP, c.VERSION, c.ADAPTERDEPLOYMENT_PLURAL, interval=SETTINGS.progress_interval)
-async def adapterdeployment_timer(
-    *, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
-) -> None:
-    await reconcile_adapterdeployment((namespace or "", name), _plain(body), Indexes.of(kwargs))
+async def resync_loop(interval: float) -> None:
+    """One periodic pass over the AdapterDeployments that are not settled: canary holds end,
+    pinned manifests that did not exist yet appear, transient errors are retried.
+
+    A single task rather than a Kopf timer per object (as for FineTuneJobs); a Ready
+    AdapterDeployment changes only through events (its source, Deployment, pods, ConfigMap).
+    """
+    while True:
+        await asyncio.sleep(interval)
+        indexes = _serving.indexes
+        if indexes is None:
+            continue
+        for (namespace, _), store in list(indexes.by_target.items()):
+            for body in _latest(store):
+                key = (namespace, str(body["metadata"]["name"]))
+                status = _fresh_status(key, body)
+                settled = status.get("phase") == "Ready" and not status.get("canary")
+                if settled and key not in _serving.retry:
+                    continue
+                try:
+                    await reconcile_adapterdeployment(key, body, indexes)
+                except Exception:  # one broken object must not stop the loop for the others
+                    log.exception("%s/%s: reconcile failed", *key)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.FINETUNEJOB_PLURAL)
@@ -240,7 +289,8 @@ async def _reconcile_target(target: Key, indexes: Indexes) -> None:
         view = indexes.deployment(*target)
         if (view is not None and view.agent_config) or indexes.config_map(*target) is not None:
             # Nothing targets it any more: take the agent and the desired set away.
-            await sync_target(target[0], target[1], indexes)
+            async with _guarded(target):
+                await sync_target(target[0], target[1], indexes)
 
 
 # ---------------------------------------------------------------- the reconcile
@@ -248,29 +298,54 @@ async def _reconcile_target(target: Key, indexes: Indexes) -> None:
 
 def forget(key: Key) -> None:
     st = state()
+    _serving.retry.discard(key)
     _serving.written_status.pop(key, None)
     _serving.decided.pop(key, None)
     st.locks.pop(_adep_lock(key), None)
 
 
+def _namespace_terminating(err: Exception) -> bool:
+    """A write refused because the namespace is being deleted: nothing left to converge."""
+    if not isinstance(err, ApiError):
+        return False
+    details = getattr(err.status, "details", None)
+    causes = getattr(details, "causes", None) or []
+    return any(getattr(cause, "reason", "") == "NamespaceTerminating" for cause in causes) or (
+        "is being terminated" in str(err.status.message or "")
+    )
+
+
+@contextlib.asynccontextmanager
+async def _guarded(key: Key) -> AsyncIterator[list[str]]:
+    """Turn storage and API errors into a warning and a retry on the next tick; yields a
+    one-item list holding the metrics result label."""
+    result = ["ok"]
+    try:
+        yield result
+    except ObjectStoreUnavailableError as err:
+        result[0] = "storage-error"
+        log.warning("%s/%s: object store unavailable, retrying on the next tick: %s", *key, err)
+    except TRANSIENT as err:
+        if _namespace_terminating(err):
+            result[0] = "namespace-terminating"
+            log.debug("%s/%s: namespace is being deleted: %s", *key, err)
+        else:
+            result[0] = "api-error"
+            log.warning("%s/%s: API error, retrying on the next tick: %s", *key, err)
+
+
 async def reconcile_adapterdeployment(key: Key, body: dict[str, Any], indexes: Indexes) -> None:
     st = state()
-    async with st.locks[_adep_lock(key)]:
+    async with st.capacity, st.locks[_adep_lock(key)]:
         began = time.monotonic()
-        result = "ok"
-        try:
+        async with _guarded(key) as result:
             await _reconcile_locked(st, key, body, indexes)
-        except ObjectStoreUnavailableError as err:
-            result = "storage-error"
-            log.warning("%s/%s: object store unavailable, retrying on the next tick: %s", *key, err)
-        except TRANSIENT as err:
-            result = "api-error"
-            log.warning("%s/%s: API error, retrying on the next tick: %s", *key, err)
-        finally:
-            metrics.RECONCILES.labels(c.ADAPTERDEPLOYMENT_KIND, result).inc()
-            metrics.RECONCILE_SECONDS.labels(c.ADAPTERDEPLOYMENT_KIND).observe(
-                time.monotonic() - began
-            )
+        if result[0] == "ok":
+            _serving.retry.discard(key)
+        else:
+            _serving.retry.add(key)
+        metrics.RECONCILES.labels(c.ADAPTERDEPLOYMENT_KIND, result[0]).inc()
+        metrics.RECONCILE_SECONDS.labels(c.ADAPTERDEPLOYMENT_KIND).observe(time.monotonic() - began)
 
 
 def _fresh_status(key: Key, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -285,6 +360,10 @@ def _fresh_status(key: Key, body: Mapping[str, Any]) -> dict[str, Any]:
 async def _reconcile_locked(st: State, key: Key, body: dict[str, Any], indexes: Indexes) -> None:
     namespace = key[0]
     uid = str(body["metadata"]["uid"])
+    if body["metadata"].get("deletionTimestamp"):
+        # Going away (alone or with its namespace): withdraw its entry, report nothing.
+        await sync_target(namespace, _target_of(body), indexes, exclude=uid)
+        return
     written = _serving.written_status.get(key)
     if written is not None and written[0] == uid:
         body["status"] = copy.deepcopy(written[1])
@@ -298,7 +377,7 @@ async def _reconcile_locked(st: State, key: Key, body: dict[str, Any], indexes: 
     manifest = await _read_manifest(st, body)
     siblings = [
         Member.of(b, st.settings, _fresh_status((namespace, b["metadata"]["name"]), b))
-        for b in _latest(indexes.by_target.get((namespace, target), []))
+        for b in _members(indexes, namespace, target)
         if str(b["metadata"]["uid"]) != uid
     ]
     plan = reconcile(
@@ -380,7 +459,7 @@ async def sync_target(
     async with st.locks[_target_lock(namespace, deployment)]:
         members = [
             Member.of(b, st.settings, _fresh_status((namespace, b["metadata"]["name"]), b))
-            for b in _latest(indexes.by_target.get((namespace, deployment), []))
+            for b in _members(indexes, namespace, deployment)
             if str(b["metadata"]["uid"]) != exclude
         ]
         if own is not None:

@@ -536,7 +536,7 @@ class _Reconcile:
             known = self.known_versions()
             found = next((v for v in known if v.digest == pin), None)
             if found is None:
-                listed = ", ".join(v.label for v in known[:6]) or "none"
+                listed = ", ".join(f"{v.digest} (run {v.run or '?'})" for v in known[:6]) or "none"
                 return None, _Block(
                     REASON_UNKNOWN_DIGEST,
                     f"spec.source.digest {pin} is not a known version (the source's history, "

@@ -256,7 +256,7 @@ def test_serving_agent_network_policy(renderer: Helm, tmp_path: Path) -> None:
     assert policy["metadata"]["namespace"] == "serving"
     spec = policy["spec"]
     assert spec["podSelector"] == {"matchLabels": {"kubetune.io/serving-agent": "true"}}
-    assert spec["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8000}]}]
+    assert spec["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
     assert [rule.get("ports", [{}])[0].get("port") for rule in spec["egress"]] == [53, 443, 8333]
 
 
