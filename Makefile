@@ -54,6 +54,10 @@ fmt: venv ## Format and auto-fix
 test: venv binaries lint ## Everything: lint, unit, integration (real control plane) and e2e tests
 	@PATH="$(KUBETUNE_CACHE)/bin/current:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: demo
+demo: venv binaries ## The main job: fine-tune a CPU-tiny model on the local cluster and serve the adapter
+	@PATH="$(KUBETUNE_CACHE)/bin/current:$$PATH" $(PY) -m e2e.demo
+
 .PHONY: test-unit
 test-unit: venv ## Unit tests only (no processes)
 	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
