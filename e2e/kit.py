@@ -32,6 +32,10 @@ RELEASE_NAMESPACE = "kubetune-system"
 S3_SECRET = "kubetune-s3"
 OPERATOR_S3_SECRET = "kubetune-operator-s3"
 MODEL_URI = "s3://models/tiny-llama/"
+# Images: on the local cluster any tag maps to images/<name>/Dockerfile; on kind, the tag the
+# images were built and loaded with (e2e/kind/up.sh).
+IMAGE_TAG = os.environ.get("KUBETUNE_E2E_IMAGE_TAG", "0.1.0")
+SERVING_IMAGE = f"kubetune/serving:{IMAGE_TAG}"
 T = TypeVar("T")
 
 
@@ -56,6 +60,8 @@ class Cluster:
     env: dict[str, str]
     """AWS_* of the object store, as reachable from this machine and from pods."""
     state_dir: Path | None = None
+    pod_s3_endpoint: str = ""
+    """The object store as pods reach it, when that differs from AWS_ENDPOINT_URL (kind)."""
     kubectl: Kubectl = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +76,10 @@ class Cluster:
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
             region_name=self.env.get("AWS_DEFAULT_REGION", "us-east-1"),
         )
+
+    @property
+    def endpoint_for_pods(self) -> str:
+        return self.pod_s3_endpoint or self.env["AWS_ENDPOINT_URL"]
 
     def ns(self, namespace: str) -> Kubectl:
         return self.kubectl.with_namespace(namespace)
@@ -131,7 +141,11 @@ def given_cluster() -> Cluster:
     missing = {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} - env.keys()
     if missing:
         raise SystemExit(f"set {', '.join(sorted(missing))} for the cluster's object store")
-    return Cluster(kubeconfig=Path(os.environ["KUBECONFIG"]), env=env)
+    return Cluster(
+        kubeconfig=Path(os.environ["KUBECONFIG"]),
+        env=env,
+        pod_s3_endpoint=os.environ.get("KUBETUNE_E2E_POD_S3_ENDPOINT", ""),
+    )
 
 
 # ---------------------------------------------------------------- install
@@ -160,7 +174,7 @@ def install_kubetune(
     workload_namespaces: list[str],
     serving_deployments: list[tuple[str, str]],
     progress_interval: int = 2,
-    image_tag: str = "",
+    image_tag: str = IMAGE_TAG,
 ) -> float:
     """``helm upgrade --install`` the chart from the working tree; returns seconds taken."""
     began = time.monotonic()
@@ -175,7 +189,7 @@ def install_kubetune(
         )
     values = {
         "objectStore": {
-            "endpoint": cluster.env["AWS_ENDPOINT_URL"],
+            "endpoint": cluster.endpoint_for_pods,
             "region": cluster.env.get("AWS_DEFAULT_REGION", "us-east-1"),
             "secretName": S3_SECRET,
             "operatorCredentials": {"secretName": OPERATOR_S3_SECRET},
@@ -379,7 +393,7 @@ def inference_deployment(
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     s3_env = [
-        {"name": "AWS_ENDPOINT_URL", "value": cluster.env["AWS_ENDPOINT_URL"]},
+        {"name": "AWS_ENDPOINT_URL", "value": cluster.endpoint_for_pods},
         {"name": "AWS_DEFAULT_REGION", "value": cluster.env.get("AWS_DEFAULT_REGION", "us-east-1")},
         *(
             {"name": key, "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": key}}}
@@ -405,7 +419,7 @@ def inference_deployment(
                         "initContainers": [
                             {
                                 "name": "stage-model",
-                                "image": "kubetune/serving:0.1.0",
+                                "image": SERVING_IMAGE,
                                 "command": ["python", "-m", "kubetune.serving.stage_model"],
                                 "args": [seed.model_uri, "/models/base"],
                                 "env": s3_env,
@@ -416,7 +430,7 @@ def inference_deployment(
                         "containers": [
                             {
                                 "name": "engine",
-                                "image": "kubetune/serving:0.1.0",
+                                "image": SERVING_IMAGE,
                                 "command": ["python", "-m", "kubetune.serving.engine"],
                                 "args": [
                                     "--model=/models/base",
@@ -472,21 +486,48 @@ def adapterdeployment(name: str, *, deployment: str, job: str, **spec: Any) -> d
 
 @contextmanager
 def openai_client(cluster: Cluster, *, namespace: str, service: str) -> Iterator[Any]:
-    """The official OpenAI client pointed at the inference Service's ready pods."""
+    """The official OpenAI client pointed at the inference Service.
+
+    On the local cluster, pods have loopback addresses this machine reaches directly; on any
+    other cluster, through ``kubectl port-forward`` to the Service.
+    """
     from openai import OpenAI  # noqa: PLC0415 - only the clients need it
 
+    from kubetune.cluster.controlplane import free_port  # noqa: PLC0415
     from kubetune.cluster.services import service_urls  # noqa: PLC0415
 
-    urls = eventually(
-        lambda: service_urls(cluster.kubectl, namespace=namespace, service=service, port=80),
-        timeout=300,
-        what=f"a ready pod behind service {service}",
-    )
-    client = OpenAI(base_url=f"{urls[0]}/v1", api_key="not-needed", max_retries=0, timeout=60)
+    forward: subprocess.Popen[str] | None = None
+    if cluster.state_dir is not None:
+        urls = eventually(
+            lambda: service_urls(cluster.kubectl, namespace=namespace, service=service, port=80),
+            timeout=300,
+            what=f"a ready pod behind service {service}",
+        )
+        base_url = urls[0]
+    else:
+        port = free_port()
+        forward = subprocess.Popen(
+            [
+                str(find_binary("kubectl")),
+                f"--kubeconfig={cluster.kubeconfig}",
+                f"--namespace={namespace}",
+                "port-forward",
+                f"service/{service}",
+                f"{port}:80",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        time.sleep(2)
+    client = OpenAI(base_url=f"{base_url}/v1", api_key="not-needed", max_retries=2, timeout=60)
     try:
         yield client
     finally:
         client.close()
+        if forward is not None:
+            forward.terminate()
 
 
 def ask(client: Any, model: str, prompt: str, *, max_tokens: int = 48) -> str:

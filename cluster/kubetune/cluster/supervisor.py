@@ -21,6 +21,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +239,7 @@ class Supervisor:
             f"--workdir={self.files.root}",
             f"--gpus={self.options.gpus}",
             f"--cluster-marker={self.files.root}",
+            f"--pod-network={pod_network_for(self.files.root)}",
         ]
         argv += [f"--images-dir={d}" for d in self.options.images_dirs]
         return argv + list(self.options.agent_args)
@@ -308,3 +310,13 @@ def supervise(options: SuperviseOptions) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     return Supervisor(options).run()
+
+
+def pod_network_for(state_dir: Path) -> str:
+    """A loopback /16 of this cluster's own (127.2-127.251.x.x), chosen by its state folder.
+
+    Two local clusters at once (a demo and a test run) must not hand out the same pod
+    addresses: their pods would collide on ports.
+    """
+    second_octet = 2 + zlib.crc32(str(state_dir.resolve()).encode()) % 250
+    return f"127.{second_octet}.0.0/16"
