@@ -170,6 +170,11 @@ def summarise(
 
 def baseline_child(model_dir: str, data: str, steps: int, threads: int) -> None:
     """A plain HF Trainer + PEFT run with padded batches; prints one JSON line."""
+    with tempfile.TemporaryDirectory(prefix="hf-baseline-") as scratch:
+        baseline_train(model_dir, data, steps=steps, threads=threads, scratch=Path(scratch))
+
+
+def baseline_train(model_dir: str, data: str, *, steps: int, threads: int, scratch: Path) -> None:
     torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     examples = parse_lines(Path(data).read_bytes().splitlines()).examples
@@ -227,7 +232,7 @@ def baseline_child(model_dir: str, data: str, steps: int, threads: int) -> None:
         ),
     )
     args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="hf-baseline-"),
+        output_dir=str(scratch),
         per_device_train_batch_size=BATCH,
         max_steps=steps,
         learning_rate=LR,
@@ -294,7 +299,13 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=4)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="kubetune-bench-"))
+    with tempfile.TemporaryDirectory(prefix="kubetune-trainer-bench-") as folder:
+        compare(args, Path(folder))
+    return 0
+
+
+def compare(args: argparse.Namespace, work: Path) -> None:
+    """Build the model and data in ``work``, run both sides interleaved, print the figures."""
     spec = TinySpec(
         hidden=args.hidden,
         layers=args.layers,
@@ -356,7 +367,6 @@ def main() -> int:
         f"peak RSS: kubetune {kt_rss:.1f} MiB, baseline {base_rss:.1f} MiB, ratio "
         f"{kt_rss / base_rss:.2f} ({'not higher' if kt_rss <= base_rss else 'HIGHER'})"
     )
-    return 0
 
 
 if __name__ == "__main__":

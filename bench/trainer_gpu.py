@@ -11,10 +11,12 @@ on CUDA), autocast bf16, gradient checkpointing on by default (the padded baseli
 fit an 8B model's activations otherwise). Synthetic chat-like examples: lengths drawn from a
 log-normal distribution (seeded) up to ``--max-len``, the first 40% of each masked as prompt.
 
-* kubetune: ``packing.pack`` rows (position ids restart per example, no attention mask) and
+* kubetune: ``packing.pack`` (one row per step, position ids restart per example, no mask),
+  the trainer's ``kubetune_packed`` attention (PyTorch flash ``varlen_attn`` on CUDA) and
   ``CausalLMObjective`` (the output head only on scored tokens), as the trainer runs them.
 * baseline: ``packing.pad`` batches with an attention mask and ``model(..., labels=...)``
-  (full logits, transformers' loss), the way a plain HF/PEFT loop trains.
+  (full logits, transformers' loss; a padding mask makes the attention plain SDPA), the way
+  a plain HF/PEFT loop trains.
 
 Both run interleaved (A B, B A, ...) after warm-up steps; reports real (non-padding) tokens/s,
 MFU and peak memory for each, and the ratios. MFU counts useful FLOPs per real token as
@@ -37,6 +39,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, LlamaConfig
 
+from kubetune.trainer import attention
 from kubetune.trainer.objective import CausalLMObjective
 from kubetune.trainer.packing import IGNORE_INDEX, Batch, pack, pad, to_tensors
 
@@ -119,7 +122,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--examples", type=int, default=8, help="examples per step")
     parser.add_argument("--max-len", type=int, default=4096)
-    parser.add_argument("--attn", default="sdpa", help="sdpa | flash_attention_2 | flex_attention")
+    parser.add_argument(
+        "--attn",
+        default=attention.NAME,
+        help=f"{attention.NAME} (the trainer's: flash varlen on CUDA) | sdpa | flash_attention_2",
+    )
     parser.add_argument("--no-grad-ckpt", action="store_true")
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
@@ -175,8 +182,11 @@ def main() -> int:
     def autocast() -> Any:
         return torch.autocast(device_type=device.type, dtype=dtype)
 
+    # As the trainer does: with per-example attention a micro-batch is one row.
+    capacity = args.max_len * (args.examples if args.attn == attention.NAME else 1)
+
     def kubetune_step(chunk: list[Example]) -> Batch:
-        batch = pack(chunk, capacity=args.max_len, pad_id=0)
+        batch = pack(chunk, capacity=capacity, pad_id=0)
         with autocast():
             loss = objective(**to_tensors(batch, device)) / batch.label_tokens
         loss.backward()

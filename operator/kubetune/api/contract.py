@@ -36,6 +36,8 @@ EXIT_INFRA_ERROR: Final = 1
 CHECKPOINTS_DIR: Final = "checkpoints"
 CHECKPOINT_COMPLETE_MARKER: Final = "COMPLETE"
 PROGRESS_FILE: Final = "progress.json"
+"""{step, totalSteps, epoch, loss, evalLoss, tokensPerSecond, etaSeconds, updatedAt,
+phase (Training | Evaluating | Published), resumedFromStep}"""
 METRICS_FILE: Final = "metrics.jsonl"
 DATA_REPORT_FILE: Final = "data-report.json"
 ADAPTER_DIR: Final = "adapter"
@@ -69,8 +71,10 @@ REASON_INFRA_ERROR: Final = "InfrastructureError"
 #     "method": "lora",                                   # lora | qlora | full
 #     "baseModel": {"uri": "s3://models/tiny/", "name": "tiny",
 #                   "architecture": "LlamaForCausalLM", "configSha256": "<hex>"},
-#     "adapter": {"format": "peft", "rank": 16, "alpha": 32.0,
-#                 "targetModules": ["q_proj", ...], "dtype": "bfloat16"},
+#     "adapter": {"format": "peft", "rank": 16, "alpha": 32.0,   # format "full" for full
+#                 "targetModules": ["q_proj", ...], "dtype": "bfloat16"},  # fine-tunes: the
+#                                                     # whole model in adapter/
+#     "training": {"steps": 144, "resumedFromStep": 0, "tokensPerSecond": ..., ...},
 #     "files": {"adapter_config.json": {"sha256": "<hex>", "size": 123}, ...},
 #     "datasets": {"train": {"uri": "...", "sha256": "<hex>", "records": 300}, ...},
 #     "hyperparameters": {... resolved, camelCase as in the run config ...},
@@ -110,6 +114,7 @@ METRIC_NORMALIZED_MATCH: Final = "normalizedMatch"
 #   {"configResourceVersion": "<resourceVersion of the ConfigMap it acted on>",
 #    "adapters": {"support-assistant": {"version": "3f2a9c1d4e5b", "digest": "sha256:...",
 #                                       "state": "Ready" | "Loading" | "Failed",
+#                                       "servingVersion": "<version answering right now>",
 #                                       "message": "..."}},
 #    "updatedAt": "<RFC 3339>"}
 DESIRED_ADAPTERS_CONFIGMAP_PREFIX: Final = "kubetune-adapters-"

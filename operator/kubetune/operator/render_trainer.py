@@ -165,25 +165,26 @@ def render_config_map(
     }
 
 
-def _command(*, run: str, gpus: int, nodes: int) -> tuple[list[str] | None, list[str]]:
-    """(command, args) for the trainer container. None keeps the image's entrypoint."""
-    config = f"{contract.RUN_CONFIG_MOUNT}/{contract.RUN_CONFIG_KEY}"
-    if gpus <= 1 and nodes == 1:
-        return None, ["--config", config]
-    torchrun = [
-        f"--nproc-per-node={max(gpus, 1)}",
-        f"--nnodes={nodes}",
-        f"--master-port={RENDEZVOUS_PORT}",
+def _args() -> list[str]:
+    """The trainer container's args: always the image's plain entrypoint.
+
+    For several GPUs or nodes the trainer starts torchrun itself (one process per GPU), so
+    its documented exit codes (42: user error, which the podFailurePolicy fails fast on) and
+    its termination message survive; torchrun as the container's command would turn every
+    worker failure into exit code 1.
+    """
+    return ["--config", f"{contract.RUN_CONFIG_MOUNT}/{contract.RUN_CONFIG_KEY}"]
+
+
+def _rendezvous_env(*, run: str, nodes: int) -> list[dict[str, Any]]:
+    if nodes <= 1:
+        return []
+    # Rank 0's stable DNS name in the headless Service; the node rank is the Job's
+    # completion index (JOB_COMPLETION_INDEX, set by the Job controller).
+    return [
+        {"name": "MASTER_ADDR", "value": f"{naming.job_name(run)}-0.{naming.service_name(run)}"},
+        {"name": "MASTER_PORT", "value": str(RENDEZVOUS_PORT)},
     ]
-    if nodes > 1:
-        # Rank 0's stable DNS name in the headless Service; node rank from the Job index.
-        torchrun += [
-            "--node-rank=$(JOB_COMPLETION_INDEX)",
-            f"--master-addr={naming.job_name(run)}-0.{naming.service_name(run)}",
-        ]
-    else:
-        torchrun.append("--standalone")
-    return ["torchrun"], [*torchrun, "-m", "kubetune.trainer", "--config", config]
 
 
 def _security_context() -> dict[str, Any]:
@@ -237,7 +238,6 @@ def render_job(
     nodes = int(resources.get("nodes", 1))
     gpu_name = resources.get("gpuResourceName", "nvidia.com/gpu")
     policy = spec.get("runPolicy", {})
-    command, args = _command(run=run, gpus=gpus, nodes=nodes)
 
     requests: dict[str, Any] = {
         "cpu": str(resources.get("cpu", "4")),
@@ -252,8 +252,8 @@ def render_job(
         "name": TRAINER_CONTAINER,
         "image": settings.trainer_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "args": args,
-        "env": _env(spec=spec, settings=settings),
+        "args": _args(),
+        "env": [*_env(spec=spec, settings=settings), *_rendezvous_env(run=run, nodes=nodes)],
         "resources": {"requests": requests, "limits": limits},
         "securityContext": _security_context(),
         "terminationMessagePath": contract.TERMINATION_LOG,
@@ -265,8 +265,6 @@ def render_job(
             {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 - NCCL/dataloader shm
         ],
     }
-    if command is not None:
-        container["command"] = command
     if nodes > 1:
         container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
 
