@@ -39,7 +39,7 @@ crds: venv ## Regenerate crds/ (from kubetune/api/crds.py) and the chart's copy 
 lint: venv ## ruff, format check, mypy, import layering, CRD and chart drift
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy -p kubetune.api -p kubetune.cluster
+	@$(VENV)/bin/mypy -p kubetune.api -p kubetune.operator -p kubetune.cluster
 	@PYTHONPATH=operator:cluster:trainer:serving $(VENV)/bin/lint-imports --no-cache
 	@$(PY) -m kubetune.api.crdgen --out crds --check
 	@$(PY) hack/chart-crds.py --check

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import boto3
 import yaml
 
+from kubetune.cluster import polling
 from kubetune.cluster.binaries import find_binary
 from kubetune.cluster.kubectl import Kubectl
 
@@ -44,14 +45,7 @@ def log(message: str) -> None:
 
 
 def eventually(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(1)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last={last!r}")
+    return polling.eventually(probe, timeout=timeout, what=what, interval=1.0)
 
 
 @dataclass

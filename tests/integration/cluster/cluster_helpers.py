@@ -8,30 +8,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from kubetune.cluster.kubectl import Kubectl
 from kubetune.cluster.podlogs import LogNotFoundError, read_log
+from kubetune.cluster.polling import eventually
 
 IMAGES = Path(__file__).resolve().parent / "images"
 TESTBOX = "registry.test/kubetune/testbox:1"
-T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], *, timeout: float = 60.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+# Kept under the name these tests use.
+wait_for = eventually
 
 
 @dataclass

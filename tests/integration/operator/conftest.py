@@ -9,12 +9,11 @@ import hashlib
 import json
 import os
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import pytest
@@ -22,21 +21,8 @@ import pytest
 from kubetune.cluster.controlplane import ControlPlane, free_port
 from kubetune.cluster.kubectl import Kubectl
 from kubetune.cluster.objectstore import ObjectStore
+from kubetune.cluster.polling import eventually
 from kubetune.cluster.process import ManagedProcess
-
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float = 60, what: str = "") -> T:
-    """Poll ``probe`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}: last={last!r}")
 
 
 @dataclass
