@@ -59,12 +59,21 @@ def crds(kubectl: Kubectl) -> Kubectl:
     return kubectl
 
 
+def make_test_namespace(kubectl: Kubectl, request: pytest.FixtureRequest, prefix: str) -> str:
+    stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{prefix}-{stem}-{uuid.uuid4().hex[:5]}"
+    kubectl.run("create", "namespace", name)
+    return name
+
+
 @pytest.fixture
 def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace named after the test, deleted afterwards (without waiting)."""
-    stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
-    name = f"t-{stem}-{uuid.uuid4().hex[:5]}"
-    kubectl.run("create", "namespace", name)
+    """A fresh namespace named after the test, deleted afterwards (without waiting).
+
+    Named t-...; the operator that operator tests run watches only op-... namespaces, so
+    suites that play the operator themselves (serving, CRD admission) are left alone.
+    """
+    name = make_test_namespace(kubectl, request, "t")
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 

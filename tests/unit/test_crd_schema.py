@@ -45,7 +45,7 @@ def test_committed_crds_are_valid_yaml_crds() -> None:
         (
             "kubetune.io_adapterdeployments.yaml",
             "adep",
-            {"Phase", "Model", "Active", "Ready", "Age"},
+            {"Phase", "Model", "Active", "Version", "Ready", "Desired", "Age"},
         ),
     ],
 )

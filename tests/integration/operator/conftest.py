@@ -23,6 +23,7 @@ from kubetune.cluster.kubectl import Kubectl
 from kubetune.cluster.objectstore import ObjectStore
 from kubetune.cluster.polling import eventually
 from kubetune.cluster.process import ManagedProcess
+from tests.conftest import make_test_namespace
 
 
 @dataclass
@@ -66,9 +67,11 @@ def operator_env(control_plane: ControlPlane, object_store: ObjectStore) -> dict
         "KUBECONFIG": str(control_plane.kubeconfig),
         "KUBETUNE_S3_ENDPOINT": object_store.endpoint,
         "KUBETUNE_PROGRESS_INTERVAL": "1",
-        # Only the per-test namespaces (tests/conftest.py names them t-...): other suites run
-        # operators of their own elsewhere (e.g. with the chart's identity).
-        "KUBETUNE_WATCH_NAMESPACES": "t-*",
+        # Only this folder's namespaces (op-..., see the namespace fixture below): other suites
+        # play the operator themselves or run operators of their own.
+        "KUBETUNE_WATCH_NAMESPACES": "op-*",
+        # The tests run as cluster admin, so the operator may create the agent's Role.
+        "KUBETUNE_AGENT_RBAC": "true",
         "KUBETUNE_TRAINER_IMAGE": "registry.local/kubetune/trainer:test",
         "KUBETUNE_METRICS_PORT": str(free_port()),
         "KUBETUNE_HEALTH_PORT": str(free_port()),
@@ -248,6 +251,14 @@ class Trainer:
             Bucket="adapters", Key=f"{prefix}/{run}/adapter/manifest.json", Body=manifest
         )
         return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Overrides tests/conftest.py: op-... namespaces, the ones the session operator watches."""
+    name = make_test_namespace(kubectl, request, "op")
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
