@@ -7,9 +7,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Condition = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event a plan asks the glue to post on the reconciled object."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
 
 
 def set_condition(
@@ -23,35 +33,21 @@ def set_condition(
     now: str,
 ) -> list[Condition]:
     value = status if isinstance(status, str) else ("True" if status else "False")
-    result: list[Condition] = []
-    found = False
-    for cond in conditions:
-        if cond.get("type") != type_:
-            result.append(dict(cond))
-            continue
-        found = True
-        transition = cond.get("lastTransitionTime", now) if cond.get("status") == value else now
-        result.append(
-            {
-                "type": type_,
-                "status": value,
-                "reason": reason,
-                "message": message[:32768],
-                "observedGeneration": generation,
-                "lastTransitionTime": transition,
-            }
-        )
-    if not found:
-        result.append(
-            {
-                "type": type_,
-                "status": value,
-                "reason": reason,
-                "message": message[:32768],
-                "observedGeneration": generation,
-                "lastTransitionTime": now,
-            }
-        )
+    previous = get_condition(conditions, type_)
+    transition = now
+    if previous is not None and previous.get("status") == value:
+        transition = previous.get("lastTransitionTime", now)
+    updated: Condition = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message[:32768],
+        "observedGeneration": generation,
+        "lastTransitionTime": transition,
+    }
+    result = [updated if c.get("type") == type_ else dict(c) for c in conditions]
+    if previous is None:
+        result.append(updated)
     return result
 
 

@@ -13,6 +13,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -44,29 +46,40 @@ def _client(endpoint: str, region: str) -> Any:
     return boto3.client("s3", endpoint_url=endpoint or None, region_name=region, config=config)
 
 
-def _get(endpoint: str, region: str, uri: str) -> bytes | None:
-    bucket, key = split_s3_uri(uri)
+@contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """Translate storage errors: a missing object is the caller's None, the rest transient."""
     try:
-        body = _client(endpoint, region).get_object(Bucket=bucket, Key=key)["Body"]
-        return bytes(body.read())
+        yield
     except botocore.exceptions.ClientError as err:
         if err.response.get("Error", {}).get("Code") in _MISSING:
-            return None
+            raise _NotFoundError from err
         raise ObjectStoreUnavailableError(f"reading {uri}: {err}") from err
     except botocore.exceptions.BotoCoreError as err:
         raise ObjectStoreUnavailableError(f"reading {uri}: {err}") from err
+
+
+class _NotFoundError(Exception):
+    pass
+
+
+def _get(endpoint: str, region: str, uri: str) -> bytes | None:
+    bucket, key = split_s3_uri(uri)
+    try:
+        with _reading(uri):
+            body = _client(endpoint, region).get_object(Bucket=bucket, Key=key)["Body"]
+            return bytes(body.read())
+    except _NotFoundError:
+        return None
 
 
 def _etag(endpoint: str, region: str, uri: str) -> str | None:
     bucket, key = split_s3_uri(uri)
     try:
-        return str(_client(endpoint, region).head_object(Bucket=bucket, Key=key)["ETag"])
-    except botocore.exceptions.ClientError as err:
-        if err.response.get("Error", {}).get("Code") in _MISSING:
-            return None
-        raise ObjectStoreUnavailableError(f"reading {uri}: {err}") from err
-    except botocore.exceptions.BotoCoreError as err:
-        raise ObjectStoreUnavailableError(f"reading {uri}: {err}") from err
+        with _reading(uri):
+            return str(_client(endpoint, region).head_object(Bucket=bucket, Key=key)["ETag"])
+    except _NotFoundError:
+        return None
 
 
 def parse_adapter(uri: str, raw: bytes) -> AdapterView | None:

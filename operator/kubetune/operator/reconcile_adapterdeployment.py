@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune.api import contract
-from kubetune.operator.conditions import get_condition, set_condition
+from kubetune.operator.conditions import Event, get_condition, set_condition
 from kubetune.operator.observed import AdapterView
 from kubetune.operator.observed_serving import (
     AGENT_CONTAINER,
@@ -90,13 +90,6 @@ MAX_PODS_IN_STATUS = 512
 BLOCKING_REASONS_THAT_WAIT = frozenset({REASON_SOURCE_NOT_READY})
 """Blocks that mean "nothing to serve yet" rather than "refused": phase Pending, not Blocked,
 while no version is active."""
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Any
 from kubetune.api import constants as c
 from kubetune.api import contract
 from kubetune.operator import naming, render_trainer
-from kubetune.operator.conditions import set_condition
+from kubetune.operator.conditions import Event, set_condition
 from kubetune.operator.observed import JobCondition, JobView, PodView, StoreView
 from kubetune.operator.settings import Settings
 from kubetune.operator.spec import ObjectRef, spec_hash, validate
@@ -30,13 +30,6 @@ MAX_HISTORY = 20
 FINISHED = frozenset({"Succeeded", "Failed", "Superseded"})
 
 Manifest = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
 
 
 @dataclass
