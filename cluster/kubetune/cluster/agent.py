@@ -34,6 +34,7 @@ from kubetune.cluster.images import ImageResolver
 from kubetune.cluster.ipam import DEFAULT_POD_NETWORK, LoopbackPool
 from kubetune.cluster.kubeapi import ApiError, KubeApi, WatchExpiredError, pod_path
 from kubetune.cluster.kubectl import Kubectl
+from kubetune.cluster.kubeletapi import KubeletApi, KubeletTls
 from kubetune.cluster.nodekeeper import NodeKeeper, node_specs
 from kubetune.cluster.podworker import AgentSettings, NodeServices, PodWorker
 from kubetune.cluster.provisioner import Provisioner
@@ -78,6 +79,8 @@ class AgentConfig:
     cluster_marker: str = ""
     delete_nodes_on_exit: bool = False
     shutdown_grace: float = 5.0
+    kubelet_tls: KubeletTls | None = None
+    """Serve the kubelet API (``kubectl logs``) with these certificates; None: do not."""
 
 
 class ApiObjects:
@@ -174,9 +177,19 @@ class NodeAgent:
         cfg = self.config
         api = KubeApi.from_kubeconfig(cfg.kubeconfig)
         self.api = api
-        keeper = NodeKeeper(api=api, kubectl=Kubectl(cfg.kubeconfig), specs=self.specs)
-        await keeper.register()
         settings = self._settings(api.server)
+        kubelet = None
+        if cfg.kubelet_tls is not None:
+            kubelet = KubeletApi(
+                logs_dir=settings.logs_dir, tls=cfg.kubelet_tls, is_running=self._is_running
+            ).start()
+        keeper = NodeKeeper(
+            api=api,
+            kubectl=Kubectl(cfg.kubeconfig),
+            specs=self.specs,
+            kubelet_port=kubelet.port if kubelet else 0,
+        )
+        await keeper.register()
         self.services = NodeServices(
             api=api,
             images=ImageResolver(cfg.images_dirs),
@@ -199,6 +212,8 @@ class NodeAgent:
             await stop.wait()
         finally:
             ready.unlink(missing_ok=True)
+            if kubelet is not None:
+                kubelet.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -239,6 +254,13 @@ class NodeAgent:
         ready = self.config.workdir / READY_FILE
         ready.write_text(json.dumps({"pid": os.getpid(), "nodes": self.node_names}))
         return ready
+
+    def _is_running(self, namespace: str, pod: str, container: str) -> bool:
+        """Called from the kubelet API's threads: reads only."""
+        for worker in list(self.workers.values()):
+            if worker.namespace == namespace and worker.name == pod:
+                return worker.container_running(container)
+        return False
 
     def _forget(self, uid: str) -> None:
         self.workers.pop(uid, None)
@@ -359,6 +381,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-python-shim", action="store_true")
     parser.add_argument("--cluster-marker", default="")
     parser.add_argument("--delete-nodes-on-exit", action="store_true")
+    parser.add_argument(
+        "--kubelet-cert",
+        type=Path,
+        default=None,
+        help="serve the kubelet API (container logs) with this certificate",
+    )
+    parser.add_argument("--kubelet-key", type=Path, default=None)
+    parser.add_argument(
+        "--kubelet-client-ca", type=Path, default=None, help="CA of the API server's client cert"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
@@ -382,6 +414,13 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         python_shim=not args.no_python_shim,
         cluster_marker=args.cluster_marker,
         delete_nodes_on_exit=args.delete_nodes_on_exit,
+        kubelet_tls=(
+            KubeletTls(
+                cert=args.kubelet_cert, key=args.kubelet_key, client_ca=args.kubelet_client_ca
+            )
+            if args.kubelet_cert
+            else None
+        ),
     )
 
 

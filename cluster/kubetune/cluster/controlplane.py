@@ -201,6 +201,12 @@ class ControlPlane:
                 f"--service-account-key-file={p.service_account_pub}",
                 f"--service-account-signing-key-file={p.service_account_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # `kubectl logs` reaches the node agent's kubelet API (see kubeletapi), both
+                # sides authenticated by the local CA.
+                f"--kubelet-client-certificate={p.kubelet_client.cert}",
+                f"--kubelet-client-key={p.kubelet_client.key}",
+                f"--kubelet-certificate-authority={p.ca.cert}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=false",
                 "--profiling=false",

@@ -82,10 +82,19 @@ def _now(micro: bool = False) -> str:
 
 
 class NodeKeeper:
-    def __init__(self, *, api: KubeApi, kubectl: Kubectl, specs: Sequence[NodeSpec]) -> None:
+    def __init__(
+        self,
+        *,
+        api: KubeApi,
+        kubectl: Kubectl,
+        specs: Sequence[NodeSpec],
+        kubelet_port: int = 0,
+    ) -> None:
         self.api = api
         self.kubectl = kubectl
         self.specs = list(specs)
+        self.kubelet_port = kubelet_port
+        """Where the kubelet API (container logs) listens; 0 when it is not served."""
         self._since = _now()
         self._version = "v0.0.0"
 
@@ -150,6 +159,7 @@ class NodeKeeper:
                 {"type": "InternalIP", "address": "127.0.0.1"},
                 {"type": "Hostname", "address": spec.name},
             ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "kubeletVersion": self._version,
                 "containerRuntimeVersion": "kubetune-local-process://1",

@@ -29,6 +29,10 @@ class Pki:
     ca: CertPair
     serving: CertPair
     admin: CertPair
+    kubelet: CertPair
+    """The node agent's kubelet API (container logs): serving cert for 127.0.0.1."""
+    kubelet_client: CertPair
+    """The API server's client cert towards the kubelet API."""
     service_account_key: Path
     service_account_pub: Path
 
@@ -103,7 +107,7 @@ def _issue(
 
 
 def generate(directory: Path) -> Pki:
-    """Write a CA, an apiserver serving cert, an admin client cert and SA keys to ``directory``."""
+    """Write a CA, serving and client certs (API server, admin, kubelet API) and SA keys."""
     directory.mkdir(parents=True, exist_ok=True)
     ca, ca_cert, ca_key = _issue(
         directory=directory, stem="ca", subject=_name("kubetune-local-ca"), issuer=None
@@ -122,6 +126,20 @@ def generate(directory: Path) -> Pki:
         issuer=(ca_cert, ca_key),
         client=True,
     )
+    kubelet, _, _ = _issue(
+        directory=directory,
+        stem="kubelet",
+        subject=_name("kubetune-node-agent"),
+        issuer=(ca_cert, ca_key),
+        server=True,
+    )
+    kubelet_client, _, _ = _issue(
+        directory=directory,
+        stem="apiserver-kubelet-client",
+        subject=_name("kube-apiserver-kubelet-client", "system:masters"),
+        issuer=(ca_cert, ca_key),
+        client=True,
+    )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_key_path = directory / "service-account.key"
     _write_key(sa_key, sa_key_path)
@@ -135,6 +153,8 @@ def generate(directory: Path) -> Pki:
         ca=ca,
         serving=serving,
         admin=admin,
+        kubelet=kubelet,
+        kubelet_client=kubelet_client,
         service_account_key=sa_key_path,
         service_account_pub=sa_pub_path,
     )

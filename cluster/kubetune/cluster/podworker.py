@@ -185,6 +185,12 @@ class PodWorker:
     def notify(self) -> None:
         self._dirty.set()
 
+    def container_running(self, container: str) -> bool:
+        return any(
+            r.name == container and r.view().state == "running"
+            for r in (*self.init_runners, *self.runners)
+        )
+
     def log_path(self, container: str, restart: int) -> Path:
         return container_log_path(
             self.services.settings.logs_dir,

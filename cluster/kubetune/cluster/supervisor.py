@@ -240,6 +240,9 @@ class Supervisor:
             f"--gpus={self.options.gpus}",
             f"--cluster-marker={self.files.root}",
             f"--pod-network={pod_network_for(self.files.root)}",
+            f"--kubelet-cert={self.control_plane.pki.kubelet.cert}",
+            f"--kubelet-key={self.control_plane.pki.kubelet.key}",
+            f"--kubelet-client-ca={self.control_plane.pki.ca.cert}",
         ]
         argv += [f"--images-dir={d}" for d in self.options.images_dirs]
         return argv + list(self.options.agent_args)

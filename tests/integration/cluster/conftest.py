@@ -25,7 +25,12 @@ def node_agent(
         workdir=tmp_path_factory.mktemp("agent"),
         label=uuid.uuid4().hex[:8],
         network="127.77.0.0/16",
-        extra=["--delete-nodes-on-exit"],
+        extra=[
+            "--delete-nodes-on-exit",
+            f"--kubelet-cert={control_plane.pki.kubelet.cert}",
+            f"--kubelet-key={control_plane.pki.kubelet.key}",
+            f"--kubelet-client-ca={control_plane.pki.ca.cert}",
+        ],
     )
     try:
         yield handle

@@ -812,3 +812,40 @@ def test_sidecar_init_containers_serve_the_pod_and_stop_after_it(
     assert node_agent.log(namespace, "with-sidecar", "client") == "with-sidecar\n"
     side = pod["status"]["initContainerStatuses"][0]
     assert "terminated" in side["state"]  # stopped once the app container finished
+
+
+def test_kubectl_logs_reads_containers_through_the_kubelet_api(
+    node_agent: AgentHandle, k: Kubectl
+) -> None:
+    """The API server proxies pods/log to the agent's kubelet API (TLS both ways, local CA)."""
+    code = (
+        "import sys, time\n"
+        "for i in range(5):\n"
+        "    print(f'line {i}', flush=True)\n"
+        "print('to stderr', file=sys.stderr, flush=True)\n"
+        "time.sleep(3)\n"
+        "print('after the pause', flush=True)\n"
+    )
+    create(k, node_agent.pod("talker", python_container(code), restartPolicy="Never"))
+    wait_for(lambda: "line 4" in node_agent.log(k.namespace, "talker"), what="the first lines")
+
+    # --follow streams until the container exits, including what it prints later.
+    followed = k.run("logs", "talker", "--follow", "--request-timeout=60s").stdout
+    assert followed.splitlines() == [
+        "line 0",
+        "line 1",
+        "line 2",
+        "line 3",
+        "line 4",
+        "to stderr",
+        "after the pause",
+    ]
+    assert k.run("logs", "talker", "--tail=2").stdout == "to stderr\nafter the pause\n"
+    assert k.run("logs", "talker", "--limit-bytes=6").stdout == "line 0"
+
+    missing = k.run("logs", "talker", "-c", "nope", check=False)
+    assert missing.returncode != 0
+    assert "nope" in missing.stderr
+    previous = k.run("logs", "talker", "--previous", check=False)
+    assert previous.returncode != 0
+    assert "has not restarted" in previous.stderr
