@@ -39,6 +39,9 @@ PROGRESS_FILE: Final = "progress.json"
 """{step, totalSteps, epoch, loss, evalLoss, tokensPerSecond, etaSeconds, updatedAt,
 phase (Training | Evaluating | Published), resumedFromStep}"""
 METRICS_FILE: Final = "metrics.jsonl"
+"""One JSON object per line: per optimizer step {step, epoch, loss, learningRate, gradNorm,
+tokens, stepSeconds, tokensPerSecond, startedAtStep, time}; per evaluation on the validation
+set {step, evalLoss, perplexity, time} (no ``loss`` key)."""
 DATA_REPORT_FILE: Final = "data-report.json"
 ADAPTER_DIR: Final = "adapter"
 MANIFEST_FILE: Final = "manifest.json"

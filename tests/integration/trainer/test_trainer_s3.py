@@ -85,8 +85,12 @@ def test_full_run_publishes_a_verifying_adapter(
     assert checkpoints == {"40"}
 
     # It learned: training loss fell, and validation loss is below the base model's.
-    history = [json.loads(line) for line in run_objects[contract.METRICS_FILE].splitlines()]
+    records = [json.loads(line) for line in run_objects[contract.METRICS_FILE].splitlines()]
+    history = [r for r in records if "loss" in r]
     assert [h["step"] for h in history] == list(range(1, 41))
+    # Evaluations are lines of their own: the last one is the final evaluation.
+    evaluations = [r for r in records if "evalLoss" in r]
+    assert evaluations and evaluations[-1]["step"] == 40
     first = sum(h["loss"] for h in history[:5]) / 5
     last = sum(h["loss"] for h in history[-5:]) / 5
     assert last < first - 0.2, (first, last)
@@ -94,6 +98,7 @@ def test_full_run_publishes_a_verifying_adapter(
     assert metrics["evalLoss"] < manifest["evaluation"]["base"]["evalLoss"] - 0.2
     assert {"trainLoss", "perplexity", "exactMatch", "normalizedMatch"} <= set(metrics)
     assert doc["metrics"]["evalLoss"] == metrics["evalLoss"]
+    assert evaluations[-1]["evalLoss"] == round(metrics["evalLoss"], 6)
 
     # The adapter loads with stock PEFT and changes what the model says.
     local = tmp_path / "adapter"

@@ -30,7 +30,13 @@ from kubetune.trainer.errors import InfraError, InvalidDatasetError
 from kubetune.trainer.evaluate import autocast
 from kubetune.trainer.optim import MAX_GRAD_NORM
 from kubetune.trainer.packing import Batch, make_batch, to_tensors
-from kubetune.trainer.progress import ProgressReporter, eta_seconds, now_rfc3339, snapshot
+from kubetune.trainer.progress import (
+    ProgressReporter,
+    eta_seconds,
+    eval_record,
+    now_rfc3339,
+    snapshot,
+)
 from kubetune.trainer.tokenization import TokenizedExample
 
 log = logging.getLogger(__name__)
@@ -335,6 +341,7 @@ def train(inputs: TrainInputs) -> TrainResult:
                 inputs.objective.train()
             if result is not None:
                 position.last_eval, evaluated = result, True
+                inputs.progress.record(eval_record(step=done, result=result))
                 log.info("eval at step %d: loss %.4f", done, result["evalLoss"])
         every = config.checkpointing.every_steps
         checkpoint_now = (

@@ -61,6 +61,16 @@ def snapshot(
     }
 
 
+def eval_record(*, step: int, result: dict[str, Any]) -> dict[str, Any]:
+    """A ``metrics.jsonl`` line for one evaluation on the validation set: it has ``evalLoss``
+    (and ``perplexity``) where step lines have ``loss``, so readers tell them apart."""
+    record: dict[str, Any] = {"step": step, "evalLoss": round(float(result["evalLoss"]), 6)}
+    if "perplexity" in result:
+        record["perplexity"] = round(float(result["perplexity"]), 4)
+    record["time"] = now_rfc3339()
+    return record
+
+
 class ProgressReporter:
     """Rank 0's writer of ``progress.json`` and ``metrics.jsonl``."""
 

@@ -51,7 +51,7 @@ from kubetune.trainer.model import (
 )
 from kubetune.trainer.objective import CausalLMObjective
 from kubetune.trainer.optim import build_optimizer, build_scheduler
-from kubetune.trainer.progress import ProgressReporter, now_rfc3339, snapshot
+from kubetune.trainer.progress import ProgressReporter, eval_record, now_rfc3339, snapshot
 from kubetune.trainer.run_data import Inputs
 from kubetune.trainer.storage import Store
 from kubetune.trainer.tokenization import TokenizedExample
@@ -313,6 +313,7 @@ def _final_evaluation(
     evaluation: dict[str, Any] = {}
     final = session.evaluate()
     if final is not None:
+        session.train_inputs.progress.record(eval_record(step=result.final_step, result=final))
         metrics[contract.METRIC_EVAL_LOSS] = final["evalLoss"]
         metrics[contract.METRIC_PERPLEXITY] = final["perplexity"]
         records = len(session.train_inputs.train)
