@@ -6,7 +6,7 @@ PYTHON     ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 UV         := $(VENV)/bin/uv
-EXTRAS     ?= operator,cluster,trainer,serving,dev
+EXTRAS     ?= operator,cluster,trainer,serving,cli,dev
 # Caches live outside the clone so fresh clones (CI) reuse them: built binaries here,
 # Python wheels in uv's own cache (~/.cache/uv).
 export KUBETUNE_CACHE ?= $(HOME)/.cache/kubetune
@@ -39,8 +39,8 @@ crds: venv ## Regenerate crds/ (from kubetune/api/crds.py) and the chart's copy 
 lint: venv ## ruff, format check, mypy, import layering, CRD and chart drift
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy -p kubetune.api -p kubetune.operator -p kubetune.cluster
-	@PYTHONPATH=operator:cluster:trainer:serving $(VENV)/bin/lint-imports --no-cache
+	@$(VENV)/bin/mypy -p kubetune.api -p kubetune.operator -p kubetune.cluster -p kubetune.cli
+	@PYTHONPATH=operator:cluster:trainer:serving:cli $(VENV)/bin/lint-imports --no-cache
 	@$(PY) -m kubetune.api.crdgen --out crds --check
 	@$(PY) hack/chart-crds.py --check
 	@$(PY) hack/chart-docs.py --check

@@ -1,0 +1,3 @@
+from kubetune.cli.main import main
+
+main()
