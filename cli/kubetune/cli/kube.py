@@ -56,7 +56,10 @@ def load_config(kubeconfig: str | None, context: str | None) -> SingleConfig:
                 "set KUBECONFIG or pass --kubeconfig"
             ) from err
         raise CliError(f"kubeconfig {path}: {err}") from err
-    single = config.get(context_name=context)
+    try:
+        single = config.get(context_name=context)
+    except ConfigError:
+        single = None
     if single is None:
         known = ", ".join(sorted(config.contexts)) or "none"
         raise CliError(f"kubeconfig has no context {context!r} (contexts: {known})")

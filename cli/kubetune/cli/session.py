@@ -20,9 +20,10 @@ PIPE_WIDTH = 200
 
 
 def _console(*, stderr: bool) -> Console:
-    console = Console(stderr=stderr)
+    """Messages never hard-wrap (a URI stays on one line); tables fit the width."""
+    console = Console(stderr=stderr, soft_wrap=True)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=stderr, width=PIPE_WIDTH)
+        console = Console(stderr=stderr, soft_wrap=True, width=PIPE_WIDTH)
     return console
 
 

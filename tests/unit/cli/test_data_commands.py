@@ -10,7 +10,7 @@ import pytest
 
 from kubetune.trainer.data.formats import parse_lines
 from kubetune.trainer.data.split import split
-from tests.unit.cli.conftest import Run
+from tests.cli_runner import Run
 
 pytestmark = pytest.mark.unit
 
