@@ -44,6 +44,7 @@ lint: venv ## ruff, format check, mypy, import layering, CRD and chart drift
 	@$(PY) -m kubetune.api.crdgen --out crds --check
 	@$(PY) hack/chart-crds.py --check
 	@$(PY) hack/chart-docs.py --check
+	@$(PY) hack/docs-reference.py --check
 
 .PHONY: fmt
 fmt: venv ## Format and auto-fix
@@ -58,6 +59,12 @@ test: venv binaries lint ## Everything: lint, unit, integration (real control pl
 demo: venv binaries ## The main job: fine-tune a CPU-tiny model on the local cluster and serve the adapter
 	@PATH="$(KUBETUNE_CACHE)/bin/current:$$PATH" $(PY) -m e2e.demo
 
+.PHONY: docs
+docs: venv ## Regenerate the reference pages and build the docs site into site/ (offline)
+	@$(PY) hack/docs-reference.py
+	@NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "==> site/index.html"
+
 .PHONY: test-unit
 test-unit: venv ## Unit tests only (no processes)
 	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
@@ -65,7 +72,7 @@ test-unit: venv ## Unit tests only (no processes)
 .PHONY: clean
 clean: ## Stop the local cluster; remove the venv and test droppings (caches outside the clone stay)
 	-@test -x $(PY) && $(PY) -m kubetune.cluster down >/dev/null 2>&1
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .kubetune
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .kubetune site
 
 # ------------------------------------------------------------------ chart and images
 # Images are named <REGISTRY>/kubetune/<name>:<IMAGE_TAG>, as the chart's images.* values expect.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e import kit
+from e2e import demo, kit
 
 NAMESPACE = "e2e"
 SERVING = "e2e-serving"
@@ -35,7 +35,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kit.Cluster]:
     try:
         cluster = kit.local_cluster(state_dir)
         kit.install_kubetune(
-            cluster, workload_namespaces=[NAMESPACE], serving_deployments=[(NAMESPACE, SERVING)]
+            cluster,
+            # The demo's namespace too: e2e/test_cli.py runs the quick start's commands there.
+            workload_namespaces=[NAMESPACE, demo.NAMESPACE],
+            serving_deployments=[(NAMESPACE, SERVING), (demo.NAMESPACE, demo.SERVING)],
         )
         yield cluster
     finally:

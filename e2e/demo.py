@@ -6,7 +6,7 @@
    an S3-compatible object store) — or reuses it;
 2. installs kubetune from the working tree with `helm upgrade --install`;
 3. builds the tiny base model and the sample golden examples into the object store;
-4. applies a FineTuneJob and shows its live progress until the adapter is published;
+4. applies a FineTuneJob and follows it with `kubetune watch` until the adapter is published;
 5. deploys an inference Deployment (reference engine) and an AdapterDeployment;
 6. asks the base model and the adapter the same held-out questions, side by side.
 
@@ -39,19 +39,24 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="kubetune-demo-") as tmp:
         seed = kit.seed_object_store(cluster, Path(tmp))
-    k = cluster.ns(NAMESPACE)
+    run(cluster, seed)
+    kit.log(f"demo finished in {time.monotonic() - began:.0f}s")
+    kit.log(f"explore: source {args.state_dir}/env && kubetune -n {NAMESPACE} describe {JOB}")
+    kit.log("stop the cluster with: make cluster-down")
 
+
+def run(cluster: kit.Cluster, seed: kit.Seed) -> None:
+    """Steps 4-6 on a cluster with kubetune installed for NAMESPACE and the store seeded."""
+    k = cluster.ns(NAMESPACE)
     kit.log(f"applying FineTuneJob {NAMESPACE}/{JOB} (LoRA r16 on all linear layers, CPU)")
     k.apply(
         kit.finetunejob(JOB, seed=seed, train=seed.train_v1, output=f"s3://adapters/{JOB}/"),
         field_manager="kubetune-demo",
     )
-    status = kit.follow_finetunejob(k, JOB)
-    if status["phase"] != "Succeeded":
-        raise SystemExit(f"training failed: {status.get('currentRun', {}).get('message')}")
-    adapter = status["latestAdapter"]
-    kit.log(f"adapter published: {adapter['uri']} ({adapter['digest'][:19]}...)")
-    kit.log(f"metrics: {adapter.get('metrics')}")
+    kit.log(f"kubetune -n {NAMESPACE} watch {JOB}")
+    watched = kit.kubetune(cluster, NAMESPACE, "watch", JOB, capture=False)
+    if watched.returncode != 0:
+        raise SystemExit(f"training did not succeed (kubetune watch exited {watched.returncode})")
 
     kit.log(f"deploying inference Deployment {SERVING} and AdapterDeployment {JOB}")
     for manifest in kit.inference_deployment(SERVING, seed=seed, cluster=cluster):
@@ -71,9 +76,6 @@ def main() -> None:
             print(textwrap.indent(textwrap.fill(f"base     : {base}", 96), "  "))
             print(textwrap.indent(textwrap.fill(f"adapter  : {tuned}", 96), "  "))
     print()
-    kit.log(f"demo finished in {time.monotonic() - began:.0f}s")
-    kit.log(f"explore: source {args.state_dir}/env && kubectl -n {NAMESPACE} get ftj,adep,pods")
-    kit.log("stop the cluster with: make cluster-down")
 
 
 if __name__ == "__main__":

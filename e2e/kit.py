@@ -330,6 +330,31 @@ def finetunejob(name: str, *, seed: Seed, train: str, output: str, **spec: Any) 
     return body
 
 
+def kubetune_env(cluster: Cluster, namespace: str) -> dict[str, str]:
+    """What a user's shell has after ``source .kubetune/env`` (plus the namespace)."""
+    return {
+        **os.environ,
+        **cluster.env,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "KUBETUNE_NAMESPACE": namespace,
+    }
+
+
+def kubetune(
+    cluster: Cluster, namespace: str, *args: str, capture: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``kubetune`` command installed next to this interpreter."""
+    binary = Path(sys.executable).parent / "kubetune"
+    return subprocess.run(
+        [str(binary), *args],
+        env=kubetune_env(cluster, namespace),
+        capture_output=capture,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def ftj_status(k: Kubectl, name: str) -> dict[str, Any]:
     return dict(k.get("ftj", name).get("status") or {})
 
@@ -340,34 +365,20 @@ def follow_finetunejob(
     *,
     until: tuple[str, ...] = ("Succeeded", "Failed"),
     timeout: float = 900,
-    show: bool = True,
     run: str | None = None,
 ) -> dict[str, Any]:
-    """Print live progress (step, ETA, loss) until the run reaches a phase in ``until``."""
+    """Wait until the latest spec's run (or ``run``) reaches a phase in ``until``; the status.
+
+    Scenarios that need a phase other than the final ones use this; `kubetune watch` is the
+    user-facing way to follow a run (the demo and the CLI scenario use it).
+    """
     deadline = time.monotonic() + timeout
-    last = ""
     while time.monotonic() < deadline:
         obj = k.get("ftj", name)
         st = dict(obj.get("status") or {})
-        if st.get("observedGeneration", 0) < obj["metadata"]["generation"]:
-            time.sleep(1)  # the operator has not acted on the latest spec yet
-            continue
         current = st.get("currentRun", {})
-        if run is not None and current.get("name") != run:
-            time.sleep(1)
-            continue
-        progress = current.get("progress", {})
-        line = f"{name} {st.get('phase', '?'):<9} run={current.get('name', '-')}"
-        if progress:
-            line += (
-                f" step {progress.get('step')}/{progress.get('totalSteps')}"
-                f" ({progress.get('percent', 0)}%) loss={progress.get('loss')}"
-                f" eta={progress.get('etaSeconds')}s"
-            )
-        if show and line != last:
-            log(line)
-            last = line
-        if st.get("phase") in until and (run is None or current.get("name") == run):
+        seen = st.get("observedGeneration", 0) >= obj["metadata"]["generation"]
+        if seen and st.get("phase") in until and (run is None or current.get("name") == run):
             return st
         time.sleep(1)
     raise TimeoutError(f"{name} did not reach {until} in {timeout}s: {ftj_status(k, name)}")

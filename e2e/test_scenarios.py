@@ -75,7 +75,7 @@ def train(k: Any, seed: kit.Seed, *, name: str, train: str, **spec: Any) -> dict
         kit.finetunejob(name, seed=seed, train=train, output=f"s3://adapters/e2e/{name}/", **spec),
         field_manager="kubetune-e2e",
     )
-    return kit.follow_finetunejob(k, name, show=False)
+    return kit.follow_finetunejob(k, name)
 
 
 def test_a_happy_path(cluster: kit.Cluster, seed: kit.Seed, k: Any) -> None:
@@ -210,7 +210,7 @@ def test_d_preempted_trainer_resumes_from_its_checkpoint(
         "-",
         stdin=json.dumps(eviction),
     )
-    status = kit.follow_finetunejob(k, name, show=False)
+    status = kit.follow_finetunejob(k, name)
     assert status["phase"] == "Succeeded", status
     assert [j["metadata"]["name"] for j in jobs(k, name)] == [run]
     pods = json.loads(k.run("get", "pods", "-l", f"kubetune.io/run={run}", "-o", "json").stdout)
@@ -244,7 +244,7 @@ def test_e_operator_restart_mid_run(cluster: kit.Cluster, seed: kit.Seed, k: Any
         "--timeout=300s",
         check=False,
     )
-    status = kit.follow_finetunejob(k, name, show=False)
+    status = kit.follow_finetunejob(k, name)
     assert status["phase"] == "Succeeded", status
     assert [j["metadata"]["name"] for j in jobs(k, name)] == [f"{name}-g1"]
     assert status["observedGeneration"] == 1

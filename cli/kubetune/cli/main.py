@@ -40,6 +40,9 @@ class KubetuneGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except click.UsageError as err:
+            where = err.ctx.command_path if err.ctx else "kubetune"
+            fail(f"{err.format_message()} (see `{where} --help`)", EXIT_ERROR)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except Exception as err:

@@ -20,10 +20,11 @@ PIPE_WIDTH = 200
 
 
 def _console(*, stderr: bool) -> Console:
-    """Messages never hard-wrap (a URI stays on one line); tables fit the width."""
-    console = Console(stderr=stderr, soft_wrap=True)
+    """Messages never hard-wrap (a URI stays on one line) and carry only the styles we chose
+    (no automatic highlighting of numbers and paths); tables fit the width."""
+    console = Console(stderr=stderr, soft_wrap=True, highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=stderr, soft_wrap=True, width=PIPE_WIDTH)
+        console = Console(stderr=stderr, soft_wrap=True, highlight=False, width=PIPE_WIDTH)
     return console
 
 

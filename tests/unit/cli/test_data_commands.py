@@ -106,6 +106,10 @@ def test_format_mismatch_and_missing_file_are_one_line_errors(
     assert missing.stderr == f"error: {tmp_path / 'nope.jsonl'}: no such file\n"
     assert "Traceback" not in missing.stderr
 
+    usage = kubetune("data", "check")
+    assert usage.returncode == 2
+    assert usage.stderr == ("error: Missing argument 'FILE'. (see `kubetune data check --help`)\n")
+
     bad_tokenizer = kubetune("data", "check", str(clean_file), "--tokenizer", str(tmp_path))
     assert bad_tokenizer.returncode == 2
     assert bad_tokenizer.stderr.startswith(
@@ -157,4 +161,6 @@ def test_split_matches_the_trainers_split(kubetune: Run, clean_file: Path, tmp_p
     ]
     assert len(expected_train) == 30
     bad = kubetune("data", "split", str(clean_file), "--validation", "0.9", "-o", str(out))
-    assert bad.returncode == 2 and "0.9" in bad.stderr
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: Invalid value for '--validation': 0.9 is not in the range")
+    assert len(bad.stderr.splitlines()) == 1

@@ -159,3 +159,37 @@ def test_serving_roles_by_digest() -> None:
         "sha256:new": ["active on llama (2/3 ready) as support-assistant"],
         "sha256:old": ["previous on llama as support-assistant"],
     }
+
+
+def test_the_terminal_panel_shows_bar_step_eta_losses_and_sparkline() -> None:
+    from rich.console import Console  # noqa: PLC0415
+
+    from kubetune.cli.commands.watch import _panel  # noqa: PLC0415
+
+    running = {**RUNNING}
+    running["currentRun"] = {
+        **RUNNING["currentRun"],
+        "progress": {
+            **RUNNING["currentRun"]["progress"],
+            "evalLoss": 6.2,
+            "tokensPerSecond": 18437.5,
+        },
+    }
+    console = Console(record=True, width=120, color_system=None)
+    console.print(_panel(Snapshot.of(job(running)), [7.0, 6.5, 6.0, 5.5]))
+    text = console.export_text()
+    assert "support  run support-g1  Running" in text
+    assert "━" in text and "step 40/144  27%  ETA 1m35s" in text
+    assert "loss 6.123  eval loss 6.2  18,438 tokens/s" in text
+    assert "loss █▆▃▁" in text
+
+
+def test_a_finished_run_shows_its_final_losses() -> None:
+    done = {
+        "phase": "Succeeded",
+        "observedGeneration": 1,
+        "currentRun": {"name": "support-g1", "metrics": {"trainLoss": 5.987, "evalLoss": 5.965}},
+    }
+    snap = Snapshot.of(job(done))
+    assert (snap.loss, snap.eval_loss) == (5.987, 5.965)
+    assert snap.line([]) == "support-g1 Succeeded  loss 5.987  eval 5.965"

@@ -183,8 +183,20 @@ def ask(
 @click.argument("adapter")
 @click.argument("prompt", required=False)
 @click.option("--system", metavar="TEXT", help="A system message before the conversation.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Longest answer, in tokens.",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Sampling temperature (0: greedy, the same answer every time).",
+)
 @click.option("--url", metavar="URL", help="OpenAI-compatible base URL (skips discovery).")
 @click.pass_obj
 def chat(
@@ -225,4 +237,4 @@ def chat(
         messages.append({"role": "user", "content": line})
         answer = ask(session, target, messages, url=url, **opts)
         messages.append({"role": "assistant", "content": answer})
-        session.out.print(f"[bold cyan]{target.model}>[/] {answer}", highlight=False)
+        session.out.print(f"[bold cyan]{target.model}>[/] {answer}")

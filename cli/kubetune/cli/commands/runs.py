@@ -130,9 +130,9 @@ def _describe_current(out: Console, current: dict[str, Any]) -> None:
             ("ETA", duration(progress.get("etaSeconds"))),
             ("updated", age(progress.get("updatedAt")) + " ago"),
         ]
-        out.print("  ".join(f"{k} {v}" for k, v in fields), highlight=False)
+        out.print("  ".join(f"{k} {v}" for k, v in fields))
     if current.get("message"):
-        out.print(f"message: {current['message']}", highlight=False)
+        out.print(f"message: {current['message']}")
 
 
 def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
@@ -160,12 +160,11 @@ def _describe_history(out: Console, obj: dict[str, Any]) -> None:
         out.print(
             f"[bold]Latest adapter[/] {adapter.get('uri')}  "
             f"version {version(adapter.get('digest'))}  (run {adapter.get('run', '-')})",
-            highlight=False,
         )
         metrics = adapter.get("metrics") or {}
         if metrics:
             figures = "  ".join(f"{k} {number(v)}" for k, v in metrics.items())
-            out.print(f"  {figures}", highlight=False)
+            out.print(f"  {figures}")
 
 
 @click.command()

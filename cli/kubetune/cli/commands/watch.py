@@ -19,6 +19,7 @@ import click
 from rich.console import Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
+from rich.table import Table
 from rich.text import Text
 
 from kubetune.cli import metrics as curves_mod
@@ -53,6 +54,8 @@ class Snapshot:
         status = obj.get("status") or {}
         current = status.get("currentRun") or {}
         progress = current.get("progress") or {}
+        # A finished run keeps its final metrics instead of live progress.
+        final = current.get("metrics") or {}
         phase = str(status.get("phase") or "Pending")
         observed = int(status.get("observedGeneration") or 0) >= int(obj["metadata"]["generation"])
         failed: dict[str, Any] = next(
@@ -63,22 +66,26 @@ class Snapshot:
             ),
             {},
         )
+        if not observed:
+            # The spec changed and the operator has not acted on it yet: the status still
+            # describes the previous run, which is not the one being watched.
+            return cls(name=obj["metadata"]["name"], run="-", phase="Pending", settled=False)
         return cls(
             name=obj["metadata"]["name"],
             run=str(current.get("name") or "-"),
-            phase=phase if observed else "Pending",
-            settled=observed and phase in DONE,
+            phase=phase,
+            settled=phase in DONE,
             step=int(progress.get("step") or 0),
             total=int(progress.get("totalSteps") or 0),
             eta=progress.get("etaSeconds"),
-            loss=progress.get("loss"),
-            eval_loss=progress.get("evalLoss"),
+            loss=progress.get("loss", final.get("trainLoss")),
+            eval_loss=progress.get("evalLoss", final.get("evalLoss")),
             tokens_per_second=progress.get("tokensPerSecond"),
             message=str(current.get("message") or failed.get("message") or ""),
         )
 
     def line(self, losses: list[float]) -> str:
-        parts = [f"{self.run} {self.phase}"]
+        parts = [f"{self.run if self.run != '-' else self.name} {self.phase}"]
         if self.total:
             parts.append(f"step {self.step}/{self.total} ({int(100 * self.step / self.total)}%)")
         if self.loss is not None:
@@ -120,7 +127,9 @@ class History:
             else:
                 if raw:
                     self.losses = [loss for _, loss in curves_mod.parse(raw).train]
-        return self.losses or self.seen
+        # metrics.jsonl is uploaded every few seconds: between uploads the losses seen in the
+        # status may be the longer history.
+        return self.losses if len(self.losses) >= len(self.seen) else self.seen
 
 
 def _panel(snap: Snapshot, losses: list[float]) -> Group:
@@ -130,18 +139,18 @@ def _panel(snap: Snapshot, losses: list[float]) -> Group:
     rows: list[Any] = [head]
     if snap.total:
         eta = f"ETA {duration(snap.eta)}" if snap.phase == "Running" else ""
-        rows.append(
-            Group(
-                ProgressBar(total=snap.total, completed=snap.step, width=50),
-                Text(f"step {snap.step}/{snap.total}  {100 * snap.step // snap.total}%  {eta}"),
-            )
+        bar = Table.grid(padding=(0, 2))
+        bar.add_row(
+            ProgressBar(total=snap.total, completed=snap.step, width=50),
+            Text(f"step {snap.step}/{snap.total}  {100 * snap.step // snap.total}%  {eta}"),
         )
+        rows.append(bar)
     figures = [
         f"loss {number(snap.loss)}",
         f"eval loss {number(snap.eval_loss)}",
     ]
     if snap.tokens_per_second:
-        figures.append(f"{number(float(snap.tokens_per_second), 4)} tokens/s")
+        figures.append(f"{number(round(snap.tokens_per_second))} tokens/s")
     rows.append(Text("  ".join(figures)))
     if losses:
         rows.append(Text.assemble("loss ", (sparkline(losses, width=50), "magenta")))
@@ -165,9 +174,7 @@ class LineDisplay:
         key = (snap.phase, snap.run, snap.eval_loss)
         due = snap.settled or key != self.key or time.monotonic() - self.at >= 5.0
         if line != self.printed and due:
-            self.console.print(
-                f"{datetime.now():%H:%M:%S}  {line}", highlight=False, soft_wrap=True
-            )
+            self.console.print(f"{datetime.now():%H:%M:%S}  {line}", soft_wrap=True)
             self.printed, self.at, self.key = line, time.monotonic(), key
 
 
@@ -204,7 +211,6 @@ def follow(
         session.err.print(
             f"error: {namespace}/{name} is still {snap.phase} after {duration(timeout)} "
             "(--timeout)",
-            highlight=False,
         )
         return EXIT_TIMEOUT
     return _verdict(session, obj, snap)
@@ -226,17 +232,15 @@ def _verdict(session: Session, obj: dict[str, Any], snap: Snapshot) -> int:
         session.out.print(
             f"[green]✓[/] {snap.run} Succeeded{took}: adapter {adapter.get('uri', '-')} "
             f"(version {version(adapter.get('digest'))})",
-            highlight=False,
         )
         if figures:
-            session.out.print(f"  {figures}", highlight=False)
+            session.out.print(f"  {figures}")
         return EXIT_OK
     reason = current.get("reason") or ""
     session.out.print(
         f"[red]✗[/] {snap.run} Failed{took}"
         + (f" ({reason})" if reason else "")
         + (f": {snap.message}" if snap.message else ""),
-        highlight=False,
     )
     return EXIT_FAILED
 
