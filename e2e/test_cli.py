@@ -12,10 +12,14 @@ trainer and object store.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from e2e import demo, kit
@@ -95,3 +99,54 @@ def test_quickstart_runs_as_documented(
     assert uploaded == (tmp_path / "my-data" / "train.jsonl").read_bytes()
     versions = json.loads(kit.kubetune(cluster, demo.NAMESPACE, "adapters", "--json").stdout)
     assert {v["finetunejob"] for v in versions} == {"support-assistant", "my-assistant"}
+
+
+def test_chat_interactively_and_from_stdin(cluster: kit.Cluster, seed: kit.Seed) -> None:
+    """`kubetune chat ADAPTER` on a terminal keeps the conversation; piped stdin is one prompt."""
+    demo.run(
+        cluster, seed
+    )  # idempotent: serves the demo's adapter (already done by the test above)
+    binary = str(Path(sys.executable).parent / "kubetune")
+    env = kit.kubetune_env(cluster, demo.NAMESPACE)
+    piped = subprocess.run(
+        [binary, "chat", demo.JOB],
+        input="Can I move my plan to a new address?\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert piped.returncode == 0 and piped.stdout.strip(), piped.stderr
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [binary, "chat", demo.JOB, "--max-tokens", "24"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**env, "TERM": "dumb"},
+    )
+    os.close(terminal)
+    transcript = b""
+    answer = f"{demo.JOB}> ".encode()
+
+    def wait_for(marker: bytes, count: int, timeout: float = 120) -> None:
+        nonlocal transcript
+        deadline = time.monotonic() + timeout
+        while transcript.count(marker) < count and time.monotonic() < deadline:
+            if select.select([controller], [], [], 1)[0]:
+                transcript += os.read(controller, 4096)
+        assert transcript.count(marker) >= count, transcript.decode(errors="replace")
+
+    wait_for(b"you> ", 1)
+    os.write(controller, b"Can I move my plan?\n")
+    wait_for(answer, 1)
+    wait_for(b"you> ", 2)
+    os.write(controller, b"And my router?\n")
+    wait_for(answer, 2)
+    wait_for(b"you> ", 3)
+    os.write(controller, b"\n")  # an empty line ends the conversation
+    assert proc.wait(timeout=60) == 0
+    os.close(controller)
+    assert transcript.count(answer) == 2
