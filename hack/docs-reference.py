@@ -136,7 +136,7 @@ def crd_page(crd: dict[str, Any]) -> str:
             "| on | rule | message |",
             "|---|---|---|",
         ]
-        lines += [f"| `{p}` | {_code(_cell(r))} | {_cell(m)} |" for p, r, m in rules]
+        lines += [f"| `{p}` | {_code(' '.join(r.split()))} | {_cell(m)} |" for p, r, m in rules]
         lines.append("")
     columns = version.get("additionalPrinterColumns") or []
     if columns:

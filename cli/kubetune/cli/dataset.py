@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kubetune.cli.errors import CliError
-from kubetune.cli.views import number
+from kubetune.cli.views import bold, number
 from kubetune.trainer.data import report as data_report
 from kubetune.trainer.data.cleaning import CleaningReport, clean
 from kubetune.trainer.data.formats import Example, ParseResult, parse_lines
@@ -105,7 +105,7 @@ def render(console: Console, analysis: Analysis, *, title: str | None = None) ->
     parsed, cleaning = analysis.parsed, analysis.cleaning
     name = title or analysis.path.name
     if parsed.problems:
-        console.print(f"[bold]{name}: {parsed.problems_total} problems[/]")
+        console.print(bold(f"{name}: {parsed.problems_total} problems"))
         table = Table()
         table.add_column("line", justify="right", style="bold")
         table.add_column("problem")
@@ -117,7 +117,7 @@ def render(console: Console, analysis: Analysis, *, title: str | None = None) ->
         console.print(table)
     if cleaning.duplicates_dropped:
         console.print(
-            f"[bold]{name}: {len(cleaning.duplicates_dropped)} exact duplicates (dropped)[/]"
+            bold(f"{name}: {len(cleaning.duplicates_dropped)} exact duplicates (dropped)")
         )
         table = Table()
         table.add_column("line", justify="right")
@@ -127,8 +127,10 @@ def render(console: Console, analysis: Analysis, *, title: str | None = None) ->
         console.print(table)
     if cleaning.conflicts:
         console.print(
-            f"[bold]{name}: {cleaning.conflicts_total} prompts with different answers "
-            "(kept; review them)[/]"
+            bold(
+                f"{name}: {cleaning.conflicts_total} prompts with different answers "
+                "(kept; review them)"
+            )
         )
         table = Table()
         table.add_column("lines")
@@ -136,7 +138,7 @@ def render(console: Console, analysis: Analysis, *, title: str | None = None) ->
         for conflict in cleaning.conflicts[:SHOWN]:
             table.add_row(", ".join(str(n) for n in conflict["lines"]), conflict["prompt"])
         console.print(table)
-    console.print(f"[bold]{name}: statistics[/]")
+    console.print(bold(f"{name}: statistics"))
     console.print(stats_table(analysis))
 
 

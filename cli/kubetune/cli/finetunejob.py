@@ -59,9 +59,13 @@ def _set(spec: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 
 def _get(spec: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at ``path``, None when absent; a non-mapping on the way is the manifest's
+    mistake and is named."""
     node: Any = spec
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
+    for depth, key in enumerate(path):
+        if not isinstance(node, Mapping):
+            raise CliError(f"spec.{'.'.join(path[:depth])} must be a mapping in the manifest")
+        if key not in node:
             return None
         node = node[key]
     return node
@@ -84,6 +88,8 @@ def build(
         if doc.get("apiVersion") not in (None, API_VERSION):
             raise CliError(f"apiVersion {doc['apiVersion']} is not {API_VERSION}")
     meta = doc.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise CliError("metadata must be a mapping in the manifest")
     manifest_ns = meta.get("namespace")
     if manifest_ns and manifest_ns != namespace:
         raise CliError(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import yaml
 from lightkube.config import client_adapter
 from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG, KubeConfig, SingleConfig
 from lightkube.core.exceptions import ConfigError
@@ -23,47 +25,102 @@ from kubetune.api.constants import GROUP, VERSION
 from kubetune.cli.errors import CliError
 
 FIELD_MANAGER = "kubetune-cli"
+THROTTLE_RETRIES = 5
 FINETUNEJOBS = "finetunejobs"
 ADAPTERDEPLOYMENTS = "adapterdeployments"
 KINDS = {FINETUNEJOBS: "finetunejob", ADAPTERDEPLOYMENTS: "adapterdeployment"}
 
 
-def load_config(kubeconfig: str | None, context: str | None) -> SingleConfig:
-    """The kubeconfig to use: --kubeconfig, else $KUBECONFIG (first existing entry), else
-    ~/.kube/config, else the in-cluster service account."""
-    if kubeconfig:
-        candidates = [Path(kubeconfig).expanduser()]
-        origin = "--kubeconfig"
-    elif os.environ.get("KUBECONFIG"):
-        candidates = [Path(p).expanduser() for p in os.environ["KUBECONFIG"].split(os.pathsep) if p]
-        origin = "KUBECONFIG"
-    else:
-        candidates = [Path(DEFAULT_KUBECONFIG).expanduser()]
-        origin = ""
-    path = next((p for p in candidates if p.is_file()), None)
+FILE_FIELDS = {
+    "cluster": ("certificate-authority",),
+    "user": ("client-certificate", "client-key", "tokenFile"),
+}
+
+
+def _read_kubeconfig(path: Path) -> dict[str, Any]:
     try:
-        if path is not None:
-            config = KubeConfig.from_file(path)
-        elif origin:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise CliError(f"kubeconfig {path}: cannot read it: {err}") from err
+    except yaml.YAMLError as err:
+        raise CliError(f"kubeconfig {path}: not valid YAML: {' '.join(str(err).split())}") from err
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise CliError(f"kubeconfig {path}: not a kubeconfig (a YAML mapping)")
+    for kind, fields in FILE_FIELDS.items():
+        for entry in doc.get(f"{kind}s") or []:
+            body = entry.get(kind) if isinstance(entry, dict) else None
+            if not isinstance(body, dict):
+                continue
+            for key in fields:
+                value = body.get(key)
+                if isinstance(value, str) and value and not Path(value).is_absolute():
+                    body[key] = str(path.parent / value)  # relative to the file, as kubectl does
+    return doc
+
+
+def merge_kubeconfigs(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """kubectl's rules for a KUBECONFIG list: the first file to define a cluster, user or
+    context name wins, and so does the first file that sets current-context (pure)."""
+    merged: dict[str, Any] = {"clusters": [], "users": [], "contexts": []}
+    for doc in docs:
+        for section in ("clusters", "users", "contexts"):
+            known = {e.get("name") for e in merged[section]}
+            for entry in doc.get(section) or []:
+                if isinstance(entry, dict) and entry.get("name") not in known:
+                    merged[section].append(entry)
+                    known.add(entry.get("name"))
+        if doc.get("current-context") and "current-context" not in merged:
+            merged["current-context"] = doc["current-context"]
+    return merged
+
+
+def load_config(kubeconfig: str | None, context: str | None) -> SingleConfig:
+    """The kubeconfig to use: --kubeconfig, else $KUBECONFIG (its files merged as kubectl
+    merges them), else ~/.kube/config, else the in-cluster service account."""
+    if kubeconfig:
+        candidates, origin = [Path(kubeconfig).expanduser()], "--kubeconfig"
+    elif os.environ.get("KUBECONFIG"):
+        paths = os.environ["KUBECONFIG"].split(os.pathsep)
+        candidates, origin = [Path(p).expanduser() for p in paths if p], "KUBECONFIG"
+    else:
+        candidates, origin = [Path(DEFAULT_KUBECONFIG).expanduser()], ""
+    present = [p for p in candidates if p.is_file()]
+    if not present:
+        if origin:
             shown = ", ".join(str(p) for p in candidates)
             raise CliError(f"kubeconfig not found: {origin} points to {shown}")
-        else:
-            config = KubeConfig.from_service_account()
-    except ConfigError as err:
-        if path is None:
+        try:
+            return KubeConfig.from_service_account().get()  # type: ignore[return-value]
+        except ConfigError as err:
             raise CliError(
                 f"no kubeconfig: {candidates[0]} does not exist and this is not a pod; "
                 "set KUBECONFIG or pass --kubeconfig"
             ) from err
-        raise CliError(f"kubeconfig {path}: {err}") from err
+    merged = merge_kubeconfigs([_read_kubeconfig(p) for p in present])
+    where = ", ".join(str(p) for p in present)
+    contexts = ", ".join(sorted(str(c.get("name")) for c in merged["contexts"])) or "none"
+    name = context or merged.get("current-context")
+    if not name:
+        raise CliError(f"kubeconfig {where} sets no current-context: pass --context ({contexts})")
     try:
-        single = config.get(context_name=context)
+        config = KubeConfig.from_dict(merged, fname=present[0])
+        single = config.get(context_name=name)
     except ConfigError:
-        single = None
-    if single is None:
-        known = ", ".join(sorted(config.contexts)) or "none"
-        raise CliError(f"kubeconfig has no context {context!r} (contexts: {known})")
+        raise CliError(f"kubeconfig has no context {name!r} (contexts: {contexts})") from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise CliError(f"kubeconfig context {name!r} refers to an undefined entry: {err}") from err
+    if single is None or single.user is None:
+        raise CliError(f"kubeconfig context {name!r} names no user")
     return single
+
+
+def _retry_after(response: httpx2.Response) -> float:
+    try:
+        return min(10.0, max(0.2, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
 
 
 class Kube:
@@ -77,8 +134,8 @@ class Kube:
             self.http = client_adapter.Client(
                 config, client_adapter.ConnectionParams(timeout=httpx2.Timeout(timeout))
             )
-        except ConfigError as err:
-            raise CliError(f"kubeconfig: {err}") from err
+        except (ConfigError, OSError, ValueError) as err:
+            raise CliError(f"kubeconfig context {config.context_name!r}: {err}") from err
 
     # ------------------------------------------------------------------ plumbing
 
@@ -115,13 +172,21 @@ class Kube:
             content = json.dumps(body).encode()
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-        try:
-            request = self.http.build_request(
-                method, path, params=clean, headers=headers, content=content, **extra
-            )
-            return self.http.send(request, stream=stream)
-        except httpx2.TransportError as err:
-            raise CliError(f"cannot reach the Kubernetes API at {self.server}: {err}") from err
+        for attempt in range(THROTTLE_RETRIES + 1):
+            try:
+                request = self.http.build_request(
+                    method, path, params=clean, headers=headers, content=content, **extra
+                )
+                response = self.http.send(request, stream=stream)
+            except httpx2.TransportError as err:
+                raise CliError(f"cannot reach the Kubernetes API at {self.server}: {err}") from err
+            # 429: API priority and fairness, or a resource whose storage is initialising; the
+            # server says when to come back (as kubectl, retry a few times).
+            if response.status_code != 429 or attempt == THROTTLE_RETRIES:
+                return response
+            response.close()
+            time.sleep(_retry_after(response))
+        raise AssertionError("unreachable")  # the loop always returns
 
     def _error(self, response: httpx2.Response, what: str) -> CliError:
         try:
@@ -252,9 +317,10 @@ class Kube:
             stream=True,
             timeout=httpx2.Timeout(15.0, read=None) if follow else None,
         )
-        if response.status_code >= 400:
-            raise CliError(f"logs of pod {namespace}/{pod}: {self._message_streamed(response)}")
         try:
+            if response.status_code >= 400:
+                message = self._message_streamed(response)
+                raise CliError(f"logs of pod {namespace}/{pod}: {message}")
             yield from response.iter_lines()
         except httpx2.TransportError as err:
             raise CliError(f"log stream of pod {namespace}/{pod} broke: {err}") from err

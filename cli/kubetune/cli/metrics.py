@@ -34,9 +34,9 @@ def parse(data: bytes) -> Curves:
             record = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(record, dict) or "step" not in record:
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
             continue
-        step = int(record["step"])
+        step = record["step"]
         if isinstance(record.get("loss"), int | float):
             curves.train.append((step, float(record["loss"])))
             if isinstance(record.get("tokensPerSecond"), int | float):

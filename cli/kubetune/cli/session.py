@@ -20,11 +20,13 @@ PIPE_WIDTH = 200
 
 
 def _console(*, stderr: bool) -> Console:
-    """Messages never hard-wrap (a URI stays on one line) and carry only the styles we chose
-    (no automatic highlighting of numbers and paths); tables fit the width."""
-    console = Console(stderr=stderr, soft_wrap=True, highlight=False)
+    """Messages never hard-wrap (a URI stays on one line). Strings are never parsed as markup
+    (a dataset line or a status message may contain ``[brackets]``) nor auto-highlighted:
+    styles come only from ``Text`` objects. Tables fit the width."""
+    options: dict[str, Any] = {"stderr": stderr, "soft_wrap": True, "highlight": False}
+    console = Console(markup=False, **options)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=stderr, soft_wrap=True, highlight=False, width=PIPE_WIDTH)
+        console = Console(markup=False, width=PIPE_WIDTH, **options)
     return console
 
 

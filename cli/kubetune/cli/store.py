@@ -97,16 +97,18 @@ class Store:
             raise self._fail(err, uri) from err
         return True
 
-    def keys(self, prefix_uri: str) -> Iterator[str]:
-        """Every key under ``prefix_uri`` (as s3:// URIs)."""
-        bucket, prefix = split_uri(prefix_uri)
+    def folders(self, prefix_uri: str) -> Iterator[str]:
+        """The "folders" right under ``prefix_uri`` (a trailing slash is implied), as s3:// URIs
+        ending in a slash: one listing per level instead of every object below."""
+        bucket, prefix = split_uri(prefix_uri.rstrip("/") + "/")
+        prefix = prefix.lstrip("/")
         try:
             pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix
+                Bucket=bucket, Prefix=prefix, Delimiter="/"
             )
             for page in pages:
-                for item in page.get("Contents") or []:
-                    yield f"s3://{bucket}/{item['Key']}"
+                for common in page.get("CommonPrefixes") or []:
+                    yield f"s3://{bucket}/{common['Prefix']}"
         except (ClientError, BotoCoreError) as err:
             raise self._fail(err, prefix_uri) from err
 

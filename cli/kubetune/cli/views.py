@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.text import Text
+
 SPARKS = "▁▂▃▄▅▆▇█"
 PHASE_STYLES = {
     "Succeeded": "green",
@@ -117,25 +119,35 @@ def phase_of(obj: Mapping[str, Any]) -> str:
     return str((obj.get("status") or {}).get("phase") or "Pending")
 
 
-def styled_phase(phase: str) -> str:
-    style = PHASE_STYLES.get(phase)
-    return f"[{style}]{phase}[/]" if style else phase
+def styled_phase(phase: str) -> Text:
+    return Text(phase, style=PHASE_STYLES.get(phase, ""))
+
+
+def bold(text: str) -> Text:
+    return Text(text, style="bold")
+
+
+def verdict(ok: bool, message: str) -> Text:
+    """``✓ message`` in green or ``✗ message`` in red (the consoles never parse markup: text
+    from datasets and the cluster is printed as it is)."""
+    return Text.assemble(("✓", "green") if ok else ("✗", "red"), " ", message)
 
 
 def finetunejob_row(obj: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, str]:
-    """One line of ``kubetune list``: the job, its current run and its latest adapter."""
+    """One line of ``kubetune list``: the job, its current run (live losses while it trains,
+    its final metrics once it finished) and its latest adapter."""
     status = obj.get("status") or {}
     current = status.get("currentRun") or {}
     progress = current.get("progress") or {}
-    metrics = (status.get("latestAdapter") or {}).get("metrics") or {}
+    final = current.get("metrics") or {}
     return {
         "namespace": obj["metadata"].get("namespace", ""),
         "name": obj["metadata"]["name"],
         "phase": phase_of(obj),
         "run": current.get("name") or "-",
         "progress": progress_text(progress),
-        "loss": number(progress.get("loss")),
-        "evalLoss": number(progress.get("evalLoss", metrics.get("evalLoss"))),
+        "loss": number(progress.get("loss", final.get("trainLoss"))),
+        "evalLoss": number(progress.get("evalLoss", final.get("evalLoss"))),
         "adapter": version((status.get("latestAdapter") or {}).get("digest")),
         "age": age(obj["metadata"].get("creationTimestamp"), now),
     }

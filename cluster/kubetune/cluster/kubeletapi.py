@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from kubetune.cluster.podlogs import LogNotFoundError, find_log
@@ -31,6 +32,7 @@ from kubetune.cluster.podlogs import LogNotFoundError, find_log
 log = logging.getLogger(__name__)
 
 FOLLOW_POLL_SECONDS = 0.2
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
 CHUNK = 64 * 1024
 
 IsRunning = Callable[[str, str, str], bool]
@@ -103,6 +105,37 @@ def initial_chunk(data: bytes, *, tail_lines: int | None, limit_bytes: int | Non
     return data
 
 
+class _TlsServer(ThreadingHTTPServer):
+    """Accepts plain TCP and does the TLS handshake in the connection's own thread, with a
+    timeout: a client that connects and stays silent cannot stall the accept loop."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        context: ssl.SSLContext,
+    ) -> None:
+        super().__init__(address, handler)
+        self.context = context
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+        try:
+            secured = self.context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as err:
+            log.debug("kubelet API: TLS handshake with %s failed: %s", client_address, err)
+            return
+        secured.settimeout(None)
+        try:
+            super().finish_request(secured, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                secured.close()
+
+
 class KubeletApi:
     """A TLS HTTP server for ``/containerLogs`` and ``/healthz`` on ``host``."""
 
@@ -114,9 +147,7 @@ class KubeletApi:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.client_ca))
         context.load_cert_chain(str(tls.cert), str(tls.key))
         context.verify_mode = ssl.CERT_REQUIRED
-        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._server = _TlsServer((host, 0), self._handler_class(), context=context)
         self._stopping = threading.Event()
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="kubelet-api", daemon=True
@@ -179,6 +210,7 @@ class KubeletApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = 60  # reading the request, and each write of a stream
 
             def do_GET(self) -> None:
                 if self.path == "/healthz":

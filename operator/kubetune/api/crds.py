@@ -244,7 +244,8 @@ def finetunejob_spec() -> Schema:
                     ),
                     "weightDecay": number("AdamW weight decay.", minimum=0, maximum=1, default=0.0),
                     "batchSize": integer(
-                        "Sequences (or packed rows) per step across all processes.",
+                        "Sequences (or packed rows) per process in each micro-batch; the "
+                        "effective batch is batchSize x gradientAccumulationSteps x processes.",
                         minimum=1,
                         maximum=65536,
                         default=8,

@@ -20,11 +20,12 @@ from typing import Any
 
 from kubetune.api import constants as c
 from kubetune.api import contract
+from kubetune.api.training import spec_hash
 from kubetune.operator import naming, render_trainer
 from kubetune.operator.conditions import Event, set_condition
 from kubetune.operator.observed import JobCondition, JobView, PodView, StoreView
 from kubetune.operator.settings import Settings
-from kubetune.operator.spec import ObjectRef, spec_hash, validate
+from kubetune.operator.spec import ObjectRef, validate
 
 MAX_HISTORY = 20
 FINISHED = frozenset({"Succeeded", "Failed", "Superseded"})

@@ -1,5 +1,5 @@
-"""Reading a FineTuneJob object: identity, the training-relevant spec and its hash, and the
-checks the CRD schema cannot express.
+"""Reading a FineTuneJob object: identity, and the checks the CRD schema cannot express
+(the training-relevant spec and its hash are in ``kubetune.api.training``).
 
 The API server has already applied defaults and schema/CEL validation, so this module only
 adds what needs the whole object (or the operator's settings) to decide. Pure functions.
@@ -7,15 +7,9 @@ adds what needs the whole object (or the operator's settings) to decide. Pure fu
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-# Fields that change how a run is *operated*, not what it trains: toggling them never
-# starts a new run.
-_OPERATIONAL_FIELDS = frozenset({"suspend", "queueName", "retrain"})
 
 
 @dataclass(frozen=True)
@@ -34,15 +28,6 @@ class ObjectRef:
             uid=meta["uid"],
             generation=int(meta.get("generation", 1)),
         )
-
-
-def training_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k not in _OPERATIONAL_FIELDS}
-
-
-def spec_hash(spec: Mapping[str, Any]) -> str:
-    canonical = json.dumps(training_spec(spec), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

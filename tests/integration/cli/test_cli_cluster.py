@@ -94,7 +94,9 @@ def set_status(k: Kubectl, name: str, status: dict[str, Any]) -> None:
     k.run("patch", "ftj", name, "--subresource=status", "--type=merge", "-p", body)
 
 
-def running(step: int, total: int = 144, *, generation: int = 1) -> dict[str, Any]:
+def running(
+    step: int, total: int = 144, *, generation: int = 1, loss: float | None = None
+) -> dict[str, Any]:
     return {
         "phase": "Running",
         "observedGeneration": generation,
@@ -107,7 +109,7 @@ def running(step: int, total: int = 144, *, generation: int = 1) -> dict[str, An
                 "step": step,
                 "totalSteps": total,
                 "percent": 100 * step // total,
-                "loss": round(7.0 - step / 50, 4),
+                "loss": round(7.0 - step / 50, 4) if loss is None else loss,
                 "etaSeconds": 2 * (total - step),
             },
         },
@@ -405,7 +407,7 @@ def test_watch_exit_code_follows_the_outcome(kubetune: Run, k: Kubectl) -> None:
 
 
 def test_watch_follows_a_live_run_until_it_succeeds(
-    k: Kubectl, env: dict[str, str], s3: Any, namespace: str
+    k: Kubectl, env: dict[str, str], s3: Any, namespace: str, crds: Kubectl
 ) -> None:
     k.apply(ftj("live", output=f"s3://adapters/{namespace}/"))
     set_status(k, "live", running(1, total=30))
@@ -418,13 +420,17 @@ def test_watch_follows_a_live_run_until_it_succeeds(
     )
     history = []
     for step in range(2, 31, 4):
-        history.append(json.dumps({"step": step, "loss": 7.0 - step / 10}))
+        # metrics.jsonl has every step; the status always shows the same loss, so a sparkline
+        # longer than one mark can only come from the file.
+        history += [
+            json.dumps({"step": s, "loss": 7.0 - s / 10}) for s in range(step - 3, step + 1)
+        ]
         s3.put_object(
             Bucket="adapters",
             Key=f"{namespace}/support-g1/metrics.jsonl",
             Body="\n".join(history).encode(),
         )
-        set_status(k, "live", running(step, total=30))
+        set_status(k, "live", running(step, total=30, loss=6.5))
         time.sleep(1.2)
     set_status(k, "live", succeeded())
     out, err = proc.communicate(timeout=60)
@@ -432,8 +438,10 @@ def test_watch_follows_a_live_run_until_it_succeeds(
     lines = out.splitlines()
     assert any("support-g1 Running  step" in line for line in lines)
     assert any("step 30/30" in line or "step 26/30" in line for line in lines)
-    assert any("▁" in line for line in lines), out  # the loss sparkline from metrics.jsonl
-    assert "✓ support-g1 Succeeded" in lines[-2] or "✓ support-g1 Succeeded" in out
+    final = next((line for line in lines if "  support-g1 Succeeded  " in line), out)
+    spark = final.split()[-1]
+    assert len(spark) == 24 and spark[0] == "█" and spark[-1] == "▁", final
+    assert lines[-2].startswith("✓ support-g1 Succeeded in 2m10s")
 
 
 # ---------------------------------------------------------------- metrics, adapters, logs, chat
@@ -547,7 +555,9 @@ def test_adapters_lists_published_versions_and_serving_roles(
     ]
     assert rows[0].endswith("active on llama (2/2 ready) as support-assistant")
     assert rows[1].endswith("previous on llama as support-assistant")
-    versions = json.loads(kubetune("adapters", "support", "--json").stdout)
+    result = kubetune("adapters", "support", "--json")
+    assert result.returncode == 0, result.stderr
+    versions = json.loads(result.stdout)
     assert [v["digest"] for v in versions] == [digests[1], digests[0]]
 
 
@@ -597,3 +607,67 @@ def test_version_and_help(kubetune: Run) -> None:
         "chat",
     ):
         assert f"\n  {command} " in helped.stdout, command
+
+
+def test_submit_checks_with_the_declared_format_and_dry_run_warns(
+    kubetune: Run, tmp_path: Path
+) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", GOOD)
+    manifest = ftj("declared")
+    manifest["spec"]["dataset"] = {"train": "train.jsonl", "format": "completion"}
+    (tmp_path / "ftj.yaml").write_text(yaml.safe_dump(manifest))
+    refused = kubetune("submit", "-f", str(tmp_path / "ftj.yaml"))
+    assert refused.returncode == 1  # chat records are not completion records: the trainer says so
+    assert "expected a completion record ('text')" in refused.stderr
+    assert "nothing was submitted" in refused.stderr
+
+    dry = kubetune("submit", "plain", "--base-model", "s3://m/", "--train", str(train), "--dry-run")
+    assert dry.returncode == 0
+    assert "dry run: 1 local dataset file(s) not uploaded" in dry.stderr
+
+
+def test_operational_change_is_not_announced_as_a_new_run(kubetune: Run, tmp_path: Path) -> None:
+    manifest = ftj("queued")
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(manifest))
+    assert "created" in kubetune("submit", "-f", str(tmp_path / "a.yaml")).stdout
+    manifest["spec"]["queueName"] = "gpu-queue"
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(manifest))
+    changed = kubetune("submit", "-f", str(tmp_path / "b.yaml"))
+    assert "updated to generation 2: operational fields only, no new run" in changed.stdout
+
+
+def test_watch_reports_a_refused_spec_not_the_previous_run(kubetune: Run, k: Kubectl) -> None:
+    k.apply(ftj("refused"))
+    status = succeeded()
+    status["phase"] = "Failed"
+    status["conditions"] = [
+        {
+            "type": "Failed",
+            "status": "True",
+            "reason": "InvalidSpec",
+            "message": "spec.resources.gpus: qlora needs a GPU",
+            "lastTransitionTime": "2026-11-28T12:00:00Z",
+        }
+    ]
+    set_status(k, "refused", status)
+    result = kubetune("watch", "refused")
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines()[-1] == (
+        "✗ refused Failed (InvalidSpec): spec.resources.gpus: qlora needs a GPU"
+    )
+
+
+def test_adapters_of_one_job_exclude_a_sibling_prefix(
+    kubetune: Run, k: Kubectl, s3: Any, namespace: str
+) -> None:
+    k.apply(ftj("support", output=f"s3://adapters/{namespace}/support"))  # no trailing slash
+    for prefix in ("support", "support-v2"):
+        s3.put_object(
+            Bucket="adapters",
+            Key=f"{namespace}/{prefix}/{prefix}-g1/adapter/manifest.json",
+            Body=json.dumps({"run": f"{prefix}-g1", "metrics": {}}).encode(),
+        )
+    result = kubetune("adapters", "support", "--json")
+    assert result.returncode == 0, result.stderr
+    versions = json.loads(result.stdout)
+    assert [v["run"] for v in versions] == ["support-g1"]

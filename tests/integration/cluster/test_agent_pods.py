@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import socket
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -828,6 +829,11 @@ def test_kubectl_logs_reads_containers_through_the_kubelet_api(
     )
     create(k, node_agent.pod("talker", python_container(code), restartPolicy="Never"))
     wait_for(lambda: "line 4" in node_agent.log(k.namespace, "talker"), what="the first lines")
+    # A client that connects and never speaks TLS must not stall the server for others.
+    node = get_json(k, "node", node_agent.cpu_node)
+    assert node is not None
+    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    silent = socket.create_connection(("127.0.0.1", port))
 
     # --follow streams until the container exits, including what it prints later.
     followed = k.run("logs", "talker", "--follow", "--request-timeout=60s").stdout
@@ -849,3 +855,4 @@ def test_kubectl_logs_reads_containers_through_the_kubelet_api(
     previous = k.run("logs", "talker", "--previous", check=False)
     assert previous.returncode != 0
     assert "has not restarted" in previous.stderr
+    silent.close()

@@ -164,3 +164,28 @@ def test_split_matches_the_trainers_split(kubetune: Run, clean_file: Path, tmp_p
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: Invalid value for '--validation': 0.9 is not in the range")
     assert len(bad.stderr.splitlines()) == 1
+
+
+def test_text_from_the_data_is_printed_as_it_is(kubetune: Run, tmp_path: Path) -> None:
+    """Brackets in a dataset are data, not terminal markup."""
+    path = tmp_path / "brackets.jsonl"
+    records = [
+        {"messages": [{"role": "[/bold]", "content": "x"}, {"role": "assistant", "content": "y"}]},
+        {
+            "messages": [
+                {"role": "user", "content": "Price [red]?"},
+                {"role": "assistant", "content": "1"},
+            ]
+        },
+        {
+            "messages": [
+                {"role": "user", "content": "Price [red]?"},
+                {"role": "assistant", "content": "2"},
+            ]
+        },
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = kubetune("data", "check", str(path))
+    assert result.returncode == 1, result.stderr
+    assert "messages[0].role: '[/bold]' is not one of system, user, assistant" in result.stdout
+    assert "Price [red]?" in result.stdout

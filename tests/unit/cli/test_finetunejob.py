@@ -91,6 +91,18 @@ def test_flags_override_the_manifest_and_keep_the_rest() -> None:
         ("x", {"kind": "FineTuneJob", "metadata": {"namespace": "other"}}, FLAGS, "pass -n other"),
         (
             "x",
+            {"kind": "FineTuneJob", "metadata": "x"},
+            FLAGS,
+            "metadata must be a mapping",
+        ),
+        (
+            "x",
+            {"kind": "FineTuneJob", "spec": {"dataset": "s3://x"}},
+            ftj.Flags(base_model="s3://m/", output="s3://a/"),
+            "spec.dataset must be a mapping",
+        ),
+        (
+            "x",
             {"kind": "FineTuneJob", "spec": {"dataset": "nope"}},
             FLAGS,
             "spec.dataset must be a mapping",

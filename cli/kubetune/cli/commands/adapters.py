@@ -70,12 +70,12 @@ def adapters(session: Session, /, *, name: str | None, as_json: bool) -> None:
         if not output:
             continue
         store = session.store(spec)
-        for uri in store.keys(output):
-            if not uri.endswith(MANIFEST_SUFFIX):
-                continue
+        # <output>/<run>/adapter/manifest.json: one listing of the run folders, one read each.
+        for run_folder in store.folders(output):
+            uri = run_folder + MANIFEST_SUFFIX.lstrip("/")
             raw = store.read(uri)
             if raw is None:
-                continue
+                continue  # a run that published nothing (yet)
             digest = "sha256:" + hashlib.sha256(raw).hexdigest()
             try:
                 manifest = json.loads(raw)

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 import httpx
+from rich.text import Text
 
 from kubetune.cli.errors import CliError
 from kubetune.cli.kube import ADAPTERDEPLOYMENTS, Kube
@@ -61,14 +62,23 @@ def _service_for(kube: Kube, target: Target) -> dict[str, Any]:
     labels = ((deployment.get("spec") or {}).get("template") or {}).get("metadata", {}).get(
         "labels"
     ) or {}
-    for service in kube.core("services", target.namespace).get("items") or []:
-        selector = (service.get("spec") or {}).get("selector") or {}
-        if selector and all(labels.get(k) == v for k, v in selector.items()):
-            return dict(service)
+    matching = [
+        dict(service)
+        for service in kube.core("services", target.namespace).get("items") or []
+        if (selector := (service.get("spec") or {}).get("selector") or {})
+        and all(labels.get(k) == v for k, v in selector.items())
+    ]
+    # A Deployment may also sit behind a metrics Service: prefer one with an "http" port.
+    if matching:
+        return min(matching, key=lambda s: not _has_http_port(s))
     raise CliError(
         f"no Service selects the pods of deployment {target.namespace}/{target.deployment}: "
         "create one, or pass --url (e.g. after kubectl port-forward)"
     )
+
+
+def _has_http_port(service: dict[str, Any]) -> bool:
+    return any(p.get("name") == "http" for p in (service.get("spec") or {}).get("ports") or [])
 
 
 def _port(service: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +239,7 @@ def chat(
     )
     while True:
         try:
-            line = session.out.input("[bold]you>[/] ").strip()
+            line = session.out.input(Text("you> ", style="bold")).strip()
         except EOFError:
             break
         if not line:
@@ -237,4 +247,4 @@ def chat(
         messages.append({"role": "user", "content": line})
         answer = ask(session, target, messages, url=url, **opts)
         messages.append({"role": "assistant", "content": answer})
-        session.out.print(f"[bold cyan]{target.model}>[/] {answer}")
+        session.out.print(Text.assemble((f"{target.model}> ", "bold cyan"), answer))

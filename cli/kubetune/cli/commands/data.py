@@ -10,6 +10,7 @@ import click
 from kubetune.cli import dataset
 from kubetune.cli.errors import EXIT_FAILED, CliError
 from kubetune.cli.session import Session
+from kubetune.cli.views import verdict
 from kubetune.trainer.data.formats import FORMATS
 from kubetune.trainer.data.split import split as split_examples
 
@@ -82,9 +83,9 @@ def check(
                 if not analysis.kept
                 else "duplicates or conflicting answers (--strict)"
             )
-            session.out.print(f"[red]✗[/] {file}: {what}")
+            session.out.print(verdict(False, f"{file}: {what}"))
         else:
-            session.out.print(f"[green]✓[/] {file}: {len(analysis.kept)} records ready to train")
+            session.out.print(verdict(True, f"{file}: {len(analysis.kept)} records ready to train"))
     if failed:
         raise SystemExit(EXIT_FAILED)
 
@@ -93,7 +94,7 @@ def _checked(session: Session, file: Path, fmt: str) -> dataset.Analysis:
     analysis = dataset.analyse(file, fmt=fmt)
     if not analysis.ok:
         dataset.render(session.err, analysis)
-        session.err.print(f"[red]✗[/] {file}: fix the problems above; nothing was written")
+        session.err.print(verdict(False, f"{file}: fix the problems above; nothing was written"))
         raise SystemExit(EXIT_FAILED)
     return analysis
 
@@ -128,9 +129,12 @@ def clean(session: Session, /, *, file: Path, fmt: str, output: Path, force: boo
     _write(output, dataset.to_jsonl(analysis.kept), force=force)
     c = analysis.cleaning
     session.out.print(
-        f"[green]✓[/] wrote {len(analysis.kept)} records to {output} "
-        f"({len(c.duplicates_dropped)} duplicates and {len(c.empty_dropped)} empty records "
-        f"dropped, {c.trimmed_records} trimmed; {c.conflicts_total} conflicting prompts kept)"
+        verdict(
+            True,
+            f"wrote {len(analysis.kept)} records to {output} "
+            f"({len(c.duplicates_dropped)} duplicates and {len(c.empty_dropped)} empty records "
+            f"dropped, {c.trimmed_records} trimmed; {c.conflicts_total} conflicting prompts kept)",
+        )
     )
 
 
@@ -174,8 +178,8 @@ def split(
 ) -> None:
     """Split FILE into train.jsonl and validation.jsonl exactly as the trainer would.
 
-    The split hashes each record's content with the seed, so it does not depend on line order
-    and a record keeps its side when others are added. Refuses (exit 1) while FILE has problems.
+    The split ranks records by a hash of their content and the seed, so the same records and
+    seed give the same split whatever the line order. Refuses (exit 1) while FILE has problems.
     """
     analysis = _checked(session, file, fmt)
     train, validation = split_examples(analysis.kept, fraction=fraction, seed=seed)
@@ -185,6 +189,9 @@ def split(
     _write(output_dir / "train.jsonl", dataset.to_jsonl(train), force=force)
     _write(output_dir / "validation.jsonl", dataset.to_jsonl(validation), force=force)
     session.out.print(
-        f"[green]✓[/] {len(train)} records -> {output_dir / 'train.jsonl'}, "
-        f"{len(validation)} -> {output_dir / 'validation.jsonl'} (seed {seed})"
+        verdict(
+            True,
+            f"{len(train)} records -> {output_dir / 'train.jsonl'}, "
+            f"{len(validation)} -> {output_dir / 'validation.jsonl'} (seed {seed})",
+        )
     )

@@ -10,11 +10,13 @@ import click
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kubetune.cli.kube import FINETUNEJOBS
 from kubetune.cli.session import Session
 from kubetune.cli.views import (
     age,
+    bold,
     condition_rows,
     duration,
     finetunejob_row,
@@ -51,7 +53,7 @@ def _jobs_table(objects: list[dict[str, Any]], *, namespaces: bool) -> Table:
         table.add_column(column, no_wrap=True)
     for obj in objects:
         row = finetunejob_row(obj)
-        cells = [
+        cells: list[str | Text] = [
             row["name"],
             styled_phase(row["phase"]),
             row["run"],
@@ -101,7 +103,9 @@ def get(session: Session, /, *, name: str, output: str) -> None:
 def _describe_spec(out: Console, obj: dict[str, Any]) -> None:
     meta, status = obj["metadata"], obj.get("status") or {}
     phase = styled_phase(status.get("phase") or "Pending")
-    out.print(f"[bold]FineTuneJob {meta.get('namespace')}/{meta['name']}[/]  {phase}")
+    out.print(
+        Text.assemble(bold(f"FineTuneJob {meta.get('namespace')}/{meta['name']}"), "  ", phase)
+    )
     out.print(
         f"generation {meta.get('generation')} "
         f"(observed {status.get('observedGeneration', '-')}), "
@@ -119,7 +123,7 @@ def _describe_current(out: Console, current: dict[str, Any]) -> None:
     progress = current.get("progress") or {}
     phase = styled_phase(current.get("phase") or "-")
     out.print()
-    out.print(f"[bold]Current run[/] {current.get('name')}  {phase}")
+    out.print(Text.assemble(bold("Current run"), f" {current.get('name')}  ", phase))
     if progress:
         fields = [
             ("step", f"{progress.get('step', '-')}/{progress.get('totalSteps', '-')}"),
@@ -158,8 +162,11 @@ def _describe_history(out: Console, obj: dict[str, Any]) -> None:
     adapter = (obj.get("status") or {}).get("latestAdapter") or {}
     if adapter:
         out.print(
-            f"[bold]Latest adapter[/] {adapter.get('uri')}  "
-            f"version {version(adapter.get('digest'))}  (run {adapter.get('run', '-')})",
+            Text.assemble(
+                bold("Latest adapter"),
+                f" {adapter.get('uri')}  version {version(adapter.get('digest'))}  "
+                f"(run {adapter.get('run', '-')})",
+            )
         )
         metrics = adapter.get("metrics") or {}
         if metrics:

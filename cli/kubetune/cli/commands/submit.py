@@ -9,19 +9,23 @@ import click
 import yaml
 
 from kubetune.api.constants import SUPPORTED_LORA_RANKS
+from kubetune.api.training import spec_hash
 from kubetune.cli import dataset
 from kubetune.cli import finetunejob as ftj
 from kubetune.cli.commands.watch import follow
 from kubetune.cli.errors import EXIT_FAILED, CliError
 from kubetune.cli.kube import FINETUNEJOBS
 from kubetune.cli.session import Session
+from kubetune.cli.views import verdict
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CliError(f"-f {path}: no such file")
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    except UnicodeDecodeError as err:
+        raise CliError(f"-f {path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     except yaml.YAMLError as err:
         raise CliError(f"-f {path}: not valid YAML: {' '.join(str(err).split())}") from err
     jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == ftj.KIND]
@@ -99,7 +103,10 @@ def submit(
     kubetune submit -f finetunejob.yaml --train data/v4/train.jsonl --watch
     """
     manifest = _read_manifest(filename) if filename else None
-    namespace = session.namespace
+    manifest_meta = (manifest or {}).get("metadata")
+    manifest_ns = manifest_meta.get("namespace") if isinstance(manifest_meta, dict) else None
+    # -n wins (build() refuses a contradicting manifest); then the manifest's own namespace.
+    namespace = session.namespace_flag or manifest_ns or session.namespace
     if values.get("rank") is not None:
         values["rank"] = int(values["rank"])
     spec_output = (((manifest or {}).get("spec") or {}).get("output") or {}).get("uri")
@@ -115,24 +122,35 @@ def submit(
     for role, analysis in analyses.items():
         ftj.set_dataset(doc, role, ftj.dataset_uri(prefix, role=role, sha256=analysis.sha256))
     if dry_run:
+        if analyses:
+            session.err.print(
+                f"dry run: {len(analyses)} local dataset file(s) not uploaded; the manifest "
+                "points where `kubetune submit` uploads them"
+            )
         click.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
         return
     kube = session.kube
     _upload(session, doc, analyses, prefix)
     before = kube.get_or_none(FINETUNEJOBS, final_name, namespace)
     after = kube.apply(doc, force=force)
-    generation = after["metadata"].get("generation")
-    if before is None:
-        verdict = f"created (generation {generation}): its first run starts"
-    elif before["metadata"].get("generation") != generation:
-        verdict = f"updated to generation {generation}: a new run starts"
-    else:
-        verdict = f"unchanged (generation {generation}): no new run"
-    session.out.print(f"finetunejob {namespace}/{final_name} {verdict}")
+    session.out.print(f"finetunejob {namespace}/{final_name} {_outcome(before, after)}")
     if then_watch:
         code = follow(session, final_name, namespace=namespace, timeout=None, interval=2.0)
         if code:
             raise SystemExit(code)
+
+
+def _outcome(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
+    """What the apply did, in the operator's terms: only a change of the training-relevant
+    spec starts a run (``kubetune.api.training``)."""
+    generation = after["metadata"].get("generation")
+    if before is None:
+        return f"created (generation {generation}): its first run starts"
+    if spec_hash(before.get("spec") or {}) != spec_hash(after.get("spec") or {}):
+        return f"updated to generation {generation}: a new run starts"
+    if before["metadata"].get("generation") != generation:
+        return f"updated to generation {generation}: operational fields only, no new run"
+    return f"unchanged (generation {generation}): no new run"
 
 
 def _check_local_datasets(
@@ -145,15 +163,21 @@ def _check_local_datasets(
     """Validate every local dataset file; exit 1 (nothing uploaded or applied) on problems.
     Paths from flags are relative to the working directory, from the manifest to its folder."""
     analyses = {}
+    declared = str(((doc["spec"].get("dataset") or {}).get("format")) or "auto")
     for role, value in ftj.local_datasets(doc).items():
         from_flag = values.get(role) is not None
         path = Path(value)
         if not from_flag and manifest_path is not None:
             path = manifest_path.parent / value
-        analysis = dataset.analyse(path, field=ftj.field_name(role))
+        # As the trainer: the declared format for train and validation; the test set is
+        # always auto-detected (it needs prompts and reference answers).
+        fmt = "auto" if role == "test" else declared
+        analysis = dataset.analyse(path, fmt=fmt, field=ftj.field_name(role))
         if not analysis.ok:
             dataset.render(session.err, analysis, title=f"{ftj.field_name(role)} ({path})")
-            session.err.print(f"[red]✗[/] {path}: fix the problems above; nothing was submitted")
+            session.err.print(
+                verdict(False, f"{path}: fix the problems above; nothing was submitted")
+            )
             raise SystemExit(EXIT_FAILED)
         analyses[role] = analysis
     return analyses

@@ -26,7 +26,7 @@ from kubetune.cli import metrics as curves_mod
 from kubetune.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, CliError
 from kubetune.cli.kube import FINETUNEJOBS
 from kubetune.cli.session import Session
-from kubetune.cli.views import duration, number, parse_time, sparkline, version
+from kubetune.cli.views import duration, number, parse_time, sparkline, verdict, version
 
 DONE = ("Succeeded", "Failed")
 HISTORY_EVERY_SECONDS = 5.0
@@ -48,6 +48,7 @@ class Snapshot:
     eval_loss: float | None = None
     tokens_per_second: float | None = None
     message: str = ""
+    reason: str = ""
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> Snapshot:
@@ -70,9 +71,15 @@ class Snapshot:
             # The spec changed and the operator has not acted on it yet: the status still
             # describes the previous run, which is not the one being watched.
             return cls(name=obj["metadata"]["name"], run="-", phase="Pending", settled=False)
+        run = str(current.get("name") or "-")
+        reason = str(current.get("reason") or "")
+        message = str(current.get("message") or failed.get("message") or "")
+        if failed.get("reason") == "InvalidSpec":
+            # The spec itself was refused: no run started, the current run is an older one.
+            run, reason, message = "-", "InvalidSpec", str(failed.get("message") or "")
         return cls(
             name=obj["metadata"]["name"],
-            run=str(current.get("name") or "-"),
+            run=run,
             phase=phase,
             settled=phase in DONE,
             step=int(progress.get("step") or 0),
@@ -81,7 +88,8 @@ class Snapshot:
             loss=progress.get("loss", final.get("trainLoss")),
             eval_loss=progress.get("evalLoss", final.get("evalLoss")),
             tokens_per_second=progress.get("tokensPerSecond"),
-            message=str(current.get("message") or failed.get("message") or ""),
+            message=message,
+            reason=reason,
         )
 
     def line(self, losses: list[float]) -> str:
@@ -230,17 +238,23 @@ def _verdict(session: Session, obj: dict[str, Any], snap: Snapshot) -> int:
             f"{key} {number(value)}" for key, value in (adapter.get("metrics") or {}).items()
         )
         session.out.print(
-            f"[green]✓[/] {snap.run} Succeeded{took}: adapter {adapter.get('uri', '-')} "
-            f"(version {version(adapter.get('digest'))})",
+            verdict(
+                True,
+                f"{snap.run} Succeeded{took}: adapter {adapter.get('uri', '-')} "
+                f"(version {version(adapter.get('digest'))})",
+            ),
         )
         if figures:
             session.out.print(f"  {figures}")
         return EXIT_OK
-    reason = current.get("reason") or ""
+    who = snap.run if snap.run != "-" else snap.name
     session.out.print(
-        f"[red]✗[/] {snap.run} Failed{took}"
-        + (f" ({reason})" if reason else "")
-        + (f": {snap.message}" if snap.message else ""),
+        verdict(
+            False,
+            f"{who} Failed{took if snap.run != '-' else ''}"
+            + (f" ({snap.reason})" if snap.reason else "")
+            + (f": {snap.message}" if snap.message else ""),
+        )
     )
     return EXIT_FAILED
 

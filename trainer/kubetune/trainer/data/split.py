@@ -1,7 +1,8 @@
 """Deterministic train/validation split: same records and seed, same split.
 
 Each record is ranked by a SHA-256 of (seed, record content), so the split does not depend on
-line order and a record keeps its side when unrelated records are added or removed.
+line order. The validation set is the ``round(n * fraction)`` lowest-ranked records, so adding
+or removing records can move a few records across the boundary (its size is exact instead).
 """
 
 from __future__ import annotations
