@@ -6,10 +6,12 @@
   transient errors;
 - ``on.startup`` configures Kopf, the API client, the object-store reader and metrics.
 
-A per-object lock serialises reconciles. The operator is the only writer of status (one
-replica, Recreate), so the status it last wrote is authoritative even before the watch
-delivers it back; a stale view is detected when creating an object that already exists, and
-that round's status and events are dropped rather than guessed.
+Handlers do not reconcile: they add the FineTuneJob's key to a coalescing work queue
+(``workqueue``) and return, and a fixed set of workers reconcile the latest indexed state, one
+worker per key at a time. The operator is the only writer of status (one replica, Recreate),
+so the status it last wrote is authoritative even before the watch delivers it back; a stale
+view is detected when creating an object that already exists, and that round's status and
+events are dropped rather than guessed.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from kubetune.operator.patching import merge_patch
 from kubetune.operator.reconcile_finetunejob import Plan, Reads, reads_needed, reconcile
 from kubetune.operator.render_trainer import storage_endpoint
 from kubetune.operator.settings import Settings
+from kubetune.operator.workqueue import WorkQueue, work
 
 log = logging.getLogger("kubetune.operator")
 
@@ -57,7 +60,10 @@ class State:
     store_cache: dict[tuple[Key, str], tuple[float, Any]] = field(default_factory=dict)
     phases: dict[Key, str] = field(default_factory=dict)
     resync: asyncio.Task[None] | None = None
-    # Bounds concurrent reconciles (a burst of thousands of events) below the HTTP pool size.
+    queue: WorkQueue[Key] = field(default_factory=WorkQueue)
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    # Bounds concurrent AdapterDeployment reconciles below the HTTP pool size (FineTuneJobs are
+    # bounded by the number of queue workers).
     capacity: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(32))
 
 
@@ -115,8 +121,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     if _state is not None:
-        if _state.resync is not None:
-            _state.resync.cancel()
+        for task in [_state.resync, *_state.workers]:
+            if task is not None:
+                task.cancel()
         await _state.kube.client.close()
 
 
@@ -178,10 +185,11 @@ async def finetunejob_event(
     *, type: str, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
 ) -> None:
     key = (namespace or "", name)
+    Indexes.of(kwargs)
     if type == "DELETED":
         forget(key)
         return
-    await reconcile_finetunejob(key, _plain(body), Indexes.of(kwargs))
+    enqueue(key)
 
 
 async def resync_loop(interval: float) -> None:
@@ -198,7 +206,8 @@ async def resync_loop(interval: float) -> None:
         for key, store in list(indexes.finetunejobs.items()):
             bodies = list(store)
             if bodies and _needs_resync(bodies[-1]):
-                await reconcile_finetunejob(key, copy.deepcopy(bodies[-1]), indexes)
+                state().queue.add(key)
+        metrics.WORKQUEUE_DEPTH.set(len(state().queue))
 
 
 def _needs_resync(body: Mapping[str, Any]) -> bool:
@@ -211,10 +220,28 @@ def _needs_resync(body: Mapping[str, Any]) -> bool:
 @kopf.on.event("", "v1", "pods", labels={c.LABEL_COMPONENT: c.COMPONENT_TRAINER})
 async def child_event(*, namespace: str | None, labels: Mapping[str, str], **kwargs: Any) -> None:
     """A Job or Pod of a run changed: reconcile its FineTuneJob (known from the index)."""
-    indexes = Indexes.of(kwargs)
-    key = (namespace or "", labels.get(c.LABEL_FINETUNEJOB, ""))
-    bodies = list(indexes.finetunejobs.get(key, []))
-    if bodies:
+    Indexes.of(kwargs)
+    enqueue((namespace or "", labels.get(c.LABEL_FINETUNEJOB, "")))
+
+
+def enqueue(key: Key) -> None:
+    st = state()
+    if not st.workers:
+        # Started from a handler, not from on.startup: the tasks inherit Kopf's context,
+        # which kopf.event() needs to post events.
+        st.workers = [
+            asyncio.create_task(work(st.queue, reconcile_key)) for _ in range(st.settings.workers)
+        ]
+        st.resync = asyncio.create_task(resync_loop(st.settings.progress_interval))
+    st.queue.add(key)
+    metrics.WORKQUEUE_DEPTH.set(len(st.queue))
+
+
+async def reconcile_key(key: Key) -> None:
+    """Reconcile the latest indexed state of one FineTuneJob (gone: nothing to do)."""
+    indexes = _latest_indexes
+    bodies = list(indexes.finetunejobs.get(key, [])) if indexes is not None else []
+    if indexes is not None and bodies:
         await reconcile_finetunejob(key, copy.deepcopy(bodies[-1]), indexes)
 
 
@@ -225,35 +252,30 @@ def forget(key: Key) -> None:
     st = state()
     st.written_status.pop(key, None)
     st.phases.pop(key, None)
-    st.locks.pop(key, None)
     for cache_key in [k for k in st.store_cache if k[0] == key]:
         del st.store_cache[cache_key]
     _refresh_phase_gauge(st)
 
 
 async def reconcile_finetunejob(key: Key, body: dict[str, Any], indexes: Indexes) -> None:
+    """One reconcile; the work queue guarantees no other runs for this key meanwhile."""
     st = state()
-    if st.resync is None:
-        # Started from a handler, not from on.startup: the task inherits Kopf's context,
-        # which kopf.event() needs to post events.
-        st.resync = asyncio.create_task(resync_loop(st.settings.progress_interval))
-    async with st.capacity, st.locks[key]:
-        began = time.monotonic()
-        result = "ok"
-        try:
-            await _reconcile_locked(st, key, body, indexes)
-        except ObjectStoreUnavailableError as err:
-            result = "storage-error"
-            log.warning("%s/%s: object store unavailable, retrying on the next tick: %s", *key, err)
-        except TRANSIENT as err:
-            result = "api-error"
-            log.warning("%s/%s: API error, retrying on the next tick: %s", *key, err)
-        finally:
-            metrics.RECONCILES.labels(c.FINETUNEJOB_KIND, result).inc()
-            metrics.RECONCILE_SECONDS.labels(c.FINETUNEJOB_KIND).observe(time.monotonic() - began)
+    began = time.monotonic()
+    result = "ok"
+    try:
+        await _reconcile_once(st, key, body, indexes)
+    except ObjectStoreUnavailableError as err:
+        result = "storage-error"
+        log.warning("%s/%s: object store unavailable, retrying on the next tick: %s", *key, err)
+    except TRANSIENT as err:
+        result = "api-error"
+        log.warning("%s/%s: API error, retrying on the next tick: %s", *key, err)
+    finally:
+        metrics.RECONCILES.labels(c.FINETUNEJOB_KIND, result).inc()
+        metrics.RECONCILE_SECONDS.labels(c.FINETUNEJOB_KIND).observe(time.monotonic() - began)
 
 
-async def _reconcile_locked(st: State, key: Key, body: dict[str, Any], indexes: Indexes) -> None:
+async def _reconcile_once(st: State, key: Key, body: dict[str, Any], indexes: Indexes) -> None:
     uid = body["metadata"]["uid"]
     written = st.written_status.get(key)
     if written is not None and written[0] == uid:

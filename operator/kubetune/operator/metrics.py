@@ -26,3 +26,4 @@ API_REQUESTS = Counter(
 STORE_REQUESTS = Counter(
     "kubetune_objectstore_requests_total", "Object-store reads made by reconciles.", ["kind"]
 )
+WORKQUEUE_DEPTH = Gauge("kubetune_workqueue_depth", "FineTuneJobs waiting for a reconcile worker.")

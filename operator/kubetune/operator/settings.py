@@ -44,6 +44,8 @@ class Settings:
     s3_secret_name: str = "kubetune-s3"  # noqa: S105 - a Secret name, not a secret
     trainer_egress: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     progress_interval: float = 10.0
+    workers: int = 32
+    """FineTuneJob reconciles that run at once (each a work-queue worker)."""
     metrics_port: int = 8080
     health_port: int = 8081
 
@@ -81,6 +83,7 @@ class Settings:
             s3_secret_name=get("KUBETUNE_S3_SECRET_NAME", cls.s3_secret_name),
             trainer_egress=tuple(egress),
             progress_interval=number("KUBETUNE_PROGRESS_INTERVAL", "10"),
+            workers=max(1, int(number("KUBETUNE_WORKERS", "32"))),
             metrics_port=int(number("KUBETUNE_METRICS_PORT", "8080")),
             health_port=int(number("KUBETUNE_HEALTH_PORT", "8081")),
         )
