@@ -239,6 +239,7 @@ def enqueue(key: Key) -> None:
 
 async def reconcile_key(key: Key) -> None:
     """Reconcile the latest indexed state of one FineTuneJob (gone: nothing to do)."""
+    metrics.WORKQUEUE_DEPTH.set(len(state().queue))
     indexes = _latest_indexes
     bodies = list(indexes.finetunejobs.get(key, [])) if indexes is not None else []
     if indexes is not None and bodies:
