@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from e2e import demo, kit
+from tests.cli_runner import KUBETUNE
 
 QUICKSTART = kit.REPO / "docs" / "quickstart.md"
 
@@ -39,7 +40,7 @@ def quickstart_commands() -> list[str]:
 def run_line(cluster: kit.Cluster, line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     argv = shlex.split(line)
     if argv[0] == "kubetune":
-        argv[0] = str(Path(sys.executable).parent / "kubetune")
+        argv[0] = KUBETUNE
     elif argv[0] == "python":
         argv[0] = sys.executable
     return subprocess.run(
@@ -106,7 +107,7 @@ def test_chat_interactively_and_from_stdin(cluster: kit.Cluster, seed: kit.Seed)
     demo.run(
         cluster, seed
     )  # idempotent: serves the demo's adapter (already done by the test above)
-    binary = str(Path(sys.executable).parent / "kubetune")
+    binary = KUBETUNE
     env = kit.kubetune_env(cluster, demo.NAMESPACE)
     piped = subprocess.run(
         [binary, "chat", demo.JOB],

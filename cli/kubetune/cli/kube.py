@@ -189,11 +189,7 @@ class Kube:
         raise AssertionError("unreachable")  # the loop always returns
 
     def _error(self, response: httpx2.Response, what: str) -> CliError:
-        try:
-            response.read()
-            message = str(response.json().get("message") or response.text)
-        except (ValueError, AttributeError):
-            message = response.text.strip()
+        message = self._message(response)
         if response.status_code == 401:
             return CliError(f"the API server at {self.server} rejected our credentials: {message}")
         if response.status_code == 403:
@@ -213,15 +209,13 @@ class Kube:
         return f"{path}/{name}" if name else path
 
     def get(self, plural: str, name: str, namespace: str) -> dict[str, Any]:
-        response = self._send("GET", self._path(plural, namespace, name))
-        if response.status_code == 404:
+        obj = self.get_or_none(plural, name, namespace)
+        if obj is None:
             raise CliError(
                 f"{KINDS[plural]} {namespace}/{name} not found "
                 f"(`kubetune list -n {namespace}` shows what exists)"
             )
-        if response.status_code >= 400:
-            raise self._error(response, f"{KINDS[plural]} {namespace}/{name}")
-        return dict(response.json())
+        return obj
 
     def get_or_none(self, plural: str, name: str, namespace: str) -> dict[str, Any] | None:
         response = self._send("GET", self._path(plural, namespace, name))
@@ -271,9 +265,12 @@ class Kube:
 
     @staticmethod
     def _message(response: httpx2.Response) -> str:
+        """The API server's Status message (or the body's text), for any response, streamed
+        or not."""
+        response.read()
         try:
-            return str(response.json().get("message"))
-        except ValueError:
+            return str(response.json().get("message") or response.text)
+        except (ValueError, AttributeError):
             return response.text.strip()
 
     # ------------------------------------------------------------------ core objects
@@ -319,21 +316,13 @@ class Kube:
         )
         try:
             if response.status_code >= 400:
-                message = self._message_streamed(response)
+                message = self._message(response)
                 raise CliError(f"logs of pod {namespace}/{pod}: {message}")
             yield from response.iter_lines()
         except httpx2.TransportError as err:
             raise CliError(f"log stream of pod {namespace}/{pod} broke: {err}") from err
         finally:
             response.close()
-
-    @staticmethod
-    def _message_streamed(response: httpx2.Response) -> str:
-        response.read()
-        try:
-            return str(response.json().get("message"))
-        except ValueError:
-            return response.text.strip()
 
     def proxy_post(
         self, namespace: str, service: str, port: str | int, path: str, body: Any, *, timeout: float

@@ -167,15 +167,18 @@ class KubeletApi:
         self._server.shutdown()
         self._server.server_close()
 
-    def stream(self, request: LogRequest, write: Callable[[bytes], None]) -> None:
-        """Write the requested log; with ``follow``, keep writing until the container exits."""
-        path = find_log(
+    def find(self, request: LogRequest) -> Path:
+        """The log file the request names (``LogNotFoundError`` when there is none)."""
+        return find_log(
             self.logs_dir,
             namespace=request.namespace,
             name=request.pod,
             container=request.container,
             previous=request.previous,
         )
+
+    def stream(self, request: LogRequest, path: Path, write: Callable[[bytes], None]) -> None:
+        """Write the log at ``path``; with ``follow``, keep writing until the container exits."""
         container = path.parent.name
         with path.open("rb") as f:
             first = initial_chunk(
@@ -219,13 +222,7 @@ class KubeletApi:
                 try:
                     request = parse_log_request(self.path)
                     # Resolve the file before the status line, so a missing log is a 404.
-                    find_log(
-                        api.logs_dir,
-                        namespace=request.namespace,
-                        name=request.pod,
-                        container=request.container,
-                        previous=request.previous,
-                    )
+                    path = api.find(request)
                 except BadRequestError as err:
                     self._reply(HTTPStatus.BAD_REQUEST, str(err).encode())
                     return
@@ -240,7 +237,7 @@ class KubeletApi:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
-                    api.stream(request, self._chunk)
+                    api.stream(request, path, self._chunk)
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
                 self.close_connection = True
